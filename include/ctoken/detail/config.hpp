@@ -1,0 +1,50 @@
+// ctoken — configuration macros shared by every header.
+#ifndef CTOKEN_DETAIL_CONFIG_HPP
+#define CTOKEN_DETAIL_CONFIG_HPP
+
+#include <cstdio>
+#include <cstdlib>
+
+// CTOKEN_NO_EXCEPTIONS: defined by the user, or deduced from the compiler's own switch
+// (-fno-exceptions). Without exceptions, ThrowIfCancellationRequested() prints the reason to
+// stderr and calls std::abort(), and callbacks must not throw.
+#if !defined(CTOKEN_NO_EXCEPTIONS)
+#if !defined(__cpp_exceptions) && !defined(__EXCEPTIONS) && !defined(_CPPUNWIND)
+#define CTOKEN_NO_EXCEPTIONS 1
+#endif
+#endif
+
+#if defined(CTOKEN_NO_EXCEPTIONS)
+#define CTOKEN_TRY if (true)
+#define CTOKEN_CATCH_ALL else
+#else
+#define CTOKEN_TRY try
+#define CTOKEN_CATCH_ALL catch (...)
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CTOKEN_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CTOKEN_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CTOKEN_NOINLINE __attribute__((noinline))
+#else
+#define CTOKEN_LIKELY(x) (x)
+#define CTOKEN_UNLIKELY(x) (x)
+#define CTOKEN_NOINLINE
+#endif
+
+namespace ctoken {
+namespace detail {
+
+// Contract violations that cannot be reported any other way (counter overflow, misuse that
+// would corrupt memory) end the process with a message instead of undefined behaviour.
+[[noreturn]] inline void fatal(const char* what) noexcept {
+  std::fputs("ctoken: fatal: ", stderr);
+  std::fputs(what, stderr);
+  std::fputc('\n', stderr);
+  std::abort();
+}
+
+}  // namespace detail
+}  // namespace ctoken
+
+#endif
