@@ -55,7 +55,7 @@ class TimeProvider : public detail::deadline_owner {
 
  protected:
   TimeProvider() = default;
-  ~TimeProvider() = default;
+  ~TimeProvider() override = default;
 
   // Called with mutex_ held whenever the earliest deadline became earlier.
   virtual void on_earlier_deadline() noexcept {}

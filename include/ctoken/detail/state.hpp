@@ -155,7 +155,7 @@ class deadline_owner {
   virtual void forget(state* s) noexcept = 0;
 
  protected:
-  ~deadline_owner() = default;
+  virtual ~deadline_owner() = default;
 };
 
 // Outcome of putting a node into a state's list.
