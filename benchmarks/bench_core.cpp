@@ -219,14 +219,15 @@ void BM_handle(benchmark::State& state) {
   expect_hits(state, hits, 0);
 }
 
-// cancel/N: Cancel() / request_stop() on a source with N in-place callbacks; reported per
-// Cancel (the Time column) and per callback (counter ns_per_callback; items_per_second counts
-// callbacks). Only the cancellation is timed: creating the sources, registering the callbacks
-// and destroying everything afterwards happen in each iteration outside the measured interval,
-// which is timed by hand (UseManualTime + SetIterationTime; PauseTiming/ResumeTiming would cost
-// more than a small Cancel). One timed interval cancels a batch of sources holding about
-// kBatchCallbacks callbacks in all, so that the two clock reads are negligible even for N = 1;
-// the iteration time reported is the interval divided by the number of sources.
+// cancel/N: Cancel() / request_stop() on a source with N in-place callbacks. Only the
+// cancellation is timed: creating the sources, registering the callbacks and destroying
+// everything afterwards happen in each iteration outside the measured interval, which is timed
+// by hand (UseManualTime + SetIterationTime; PauseTiming/ResumeTiming would cost more than a
+// small Cancel). One iteration cancels a batch of max(1, kBatchCallbacks / N) sources, so that
+// the two clock reads are negligible even for N = 1: the Time column is per batch, the counter
+// ns_per_callback (used by the summary) per callback, and items_per_second counts callbacks.
+// (Reporting a per-source iteration time instead would make Google Benchmark run the untimed
+// set-up hundreds of times longer than the timed part before it reached its minimum time.)
 constexpr std::size_t kBatchCallbacks = 256;
 
 template <class Lib, std::size_t N>
@@ -261,15 +262,15 @@ void BM_cancel(benchmark::State& state) {
     for (std::size_t i = 0; i < kSources * N; ++i) callbacks[i].reset();  // tear-down, not timed
     for (std::size_t s = 0; s < kSources; ++s) sources[s].reset();
 
-    const double ns = std::chrono::duration<double, std::nano>(stop - start).count();
-    measured_ns += ns;
-    state.SetIterationTime(ns * 1e-9 / static_cast<double>(kSources));
+    const std::chrono::duration<double> elapsed = stop - start;
+    measured_ns += elapsed.count() * 1e9;
+    state.SetIterationTime(elapsed.count());
   }
 
   const auto iterations = static_cast<std::uint64_t>(state.iterations());
-  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(N));
-  state.counters["ns_per_callback"] = benchmark::Counter(
-      measured_ns / static_cast<double>(kSources * N), benchmark::Counter::kAvgIterations);
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(kSources * N));
+  state.counters["ns_per_callback"] =
+      benchmark::Counter(measured_ns / static_cast<double>(kSources * N), benchmark::Counter::kAvgIterations);
   report_allocations(state, static_cast<double>(measured_allocations) / static_cast<double>(kSources));
   expect_hits(state, hits, iterations * kSources * N);
 }
@@ -320,32 +321,36 @@ struct Comparison {
   const char* label;
   const char* ctoken_run;
   const char* std_run;
-  double per;          // the table shows time / per (callbacks per Cancel for the cancel rows)
-  double goal;         // the ratio must be <= goal; 0: shown for information only
-  bool zero_allocs;    // the ctoken run must also make no allocation
+  const char* counter;  // compare this counter instead of the real time per iteration, if set
+  double goal;          // the ratio must be <= goal; 0: shown for information only
+  bool zero_allocs;     // the ctoken run must also make no allocation
 };
 
 const Comparison kComparisons[] = {
-    {"check (IsCancellationRequested)", "check/ctoken", "check/std", 1, 1.0, false},
-    {"token copy+destroy", "copy/ctoken", "copy/std", 1, 1.0, false},
-    {"source create+destroy", "create/ctoken", "create/std", 1, 1.0, false},
-    {"in-place register+unregister", "inplace/ctoken", "inplace/std", 1, 0.6, false},
-    {"handle Register+Dispose vs make_unique", "handle/ctoken", "handle/std", 1, 0.8, true},
-    {"handle Register+Dispose vs in-place std", "handle/ctoken", "inplace/std", 1, 0, true},
-    {"cancel, 1 callback (per callback)", "cancel/1/ctoken", "cancel/1/std", 1, 0.6, false},
-    {"cancel, 16 callbacks (per callback)", "cancel/16/ctoken", "cancel/16/std", 16, 0.6, false},
-    {"cancel, 1024 callbacks (per callback)", "cancel/1024/ctoken", "cancel/1024/std", 1024, 0.6, false},
-    {"linked source, 1 parent", "linked/1/ctoken", "linked/1/std", 1, 0, false},
-    {"linked source, 2 parents", "linked/2/ctoken", "linked/2/std", 1, 0.6, false},
-    {"2-thread register+unregister", "contended/ctoken", "contended/std", 1, 1.0, false},
+    {"check (IsCancellationRequested)", "check/ctoken", "check/std", nullptr, 1.0, false},
+    {"token copy+destroy", "copy/ctoken", "copy/std", nullptr, 1.0, false},
+    {"source create+destroy", "create/ctoken", "create/std", nullptr, 1.0, false},
+    {"in-place register+unregister", "inplace/ctoken", "inplace/std", nullptr, 0.6, false},
+    {"handle Register+Dispose vs make_unique", "handle/ctoken", "handle/std", nullptr, 0.8, true},
+    {"handle Register+Dispose vs in-place std", "handle/ctoken", "inplace/std", nullptr, 0, true},
+    {"cancel, 1 callback (per callback)", "cancel/1/ctoken", "cancel/1/std", "ns_per_callback", 0.6, false},
+    {"cancel, 16 callbacks (per callback)", "cancel/16/ctoken", "cancel/16/std", "ns_per_callback", 0.6, false},
+    {"cancel, 1024 callbacks (per callback)", "cancel/1024/ctoken", "cancel/1024/std", "ns_per_callback", 0.6, false},
+    {"linked source, 1 parent", "linked/1/ctoken", "linked/1/std", nullptr, 0, false},
+    {"linked source, 2 parents", "linked/2/ctoken", "linked/2/std", nullptr, 0.6, false},
+    {"2-thread register+unregister", "contended/ctoken", "contended/std", nullptr, 1.0, false},
 };
 
 double nanoseconds_per(benchmark::TimeUnit unit) {
   switch (unit) {
-    case benchmark::kNanosecond: return 1;
-    case benchmark::kMicrosecond: return 1e3;
-    case benchmark::kMillisecond: return 1e6;
-    case benchmark::kSecond: return 1e9;
+    case benchmark::kNanosecond:
+      return 1;
+    case benchmark::kMicrosecond:
+      return 1e3;
+    case benchmark::kMillisecond:
+      return 1e6;
+    case benchmark::kSecond:
+      return 1e9;
   }
   return 1;
 }
@@ -358,7 +363,7 @@ double median(std::vector<double> values) {
 }
 
 // Forwards everything to the reporter Google Benchmark would have used (console, json or csv,
-// per --benchmark_format), remembers each run's real time and allocs_per_op, and prints the
+// per --benchmark_format), remembers each run's real time and counters, and prints the
 // ctoken/std table once all runs are done. Per run name it uses the "median" aggregate when
 // there is one (--benchmark_repetitions=N), else the median of the plain runs it saw.
 class RatioReporter : public benchmark::BenchmarkReporter {
@@ -374,20 +379,18 @@ class RatioReporter : public benchmark::BenchmarkReporter {
         failed_ = true;
         continue;
       }
+      const bool is_median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
+      if (run.run_type == Run::RT_Aggregate && !is_median) continue;  // mean, stddev, cv
       Samples& samples = samples_[run.run_name.function_name];
-      const double ns = run.GetAdjustedRealTime() * nanoseconds_per(run.time_unit);
-      const auto counter = run.counters.find("allocs_per_op");
-      const double allocs = counter != run.counters.end() ? counter->second.value : std::nan("");
-      if (run.run_type == Run::RT_Aggregate) {
-        if (run.aggregate_name == "median") {
-          samples.median_ns = ns;
-          samples.median_allocs = allocs;
-          samples.has_median = true;
+      auto record = [&](const std::string& metric, double value) {
+        if (is_median) {
+          samples.medians[metric] = value;
+        } else {
+          samples.runs[metric].push_back(value);
         }
-      } else {
-        samples.ns.push_back(ns);
-        samples.allocs.push_back(allocs);
-      }
+      };
+      record(kRealTime, run.GetAdjustedRealTime() * nanoseconds_per(run.time_unit));
+      for (const auto& counter : run.counters) record(counter.first, counter.second.value);
     }
   }
 
@@ -401,56 +404,53 @@ class RatioReporter : public benchmark::BenchmarkReporter {
   bool failed() const noexcept { return failed_; }
 
  private:
+  static constexpr const char* kRealTime = "real_time";
+
   struct Samples {
-    std::vector<double> ns;
-    std::vector<double> allocs;
-    bool has_median = false;
-    double median_ns = 0;
-    double median_allocs = 0;
-  };
-  struct Result {
-    double ns;
-    double allocs;
+    std::map<std::string, double> medians;            // from the "median" aggregate
+    std::map<std::string, std::vector<double>> runs;  // from each plain run
   };
 
-  std::optional<Result> result(const char* name) const {
-    const auto it = samples_.find(name);
-    if (it == samples_.end()) return std::nullopt;
-    const Samples& s = it->second;
-    if (s.has_median) return Result{s.median_ns, s.median_allocs};
-    if (s.ns.empty()) return std::nullopt;
-    return Result{median(s.ns), median(s.allocs)};
+  // The median of `metric` for the run registered as `name`; NaN if unknown.
+  double value(const char* name, const std::string& metric) const {
+    const auto run = samples_.find(name);
+    if (run == samples_.end()) return std::nan("");
+    const Samples& s = run->second;
+    if (const auto m = s.medians.find(metric); m != s.medians.end()) return m->second;
+    if (const auto r = s.runs.find(metric); r != s.runs.end()) return median(r->second);
+    return std::nan("");
   }
 
   void print_table(std::ostream& out) const {
     bool header = false;
     for (const Comparison& c : kComparisons) {
-      const std::optional<Result> ct = result(c.ctoken_run);
-      const std::optional<Result> st = result(c.std_run);
-      if (!ct || !st) continue;  // filtered out or failed
+      const std::string metric = c.counter != nullptr ? c.counter : kRealTime;
+      const double ct_ns = value(c.ctoken_run, metric);
+      const double st_ns = value(c.std_run, metric);
+      if (std::isnan(ct_ns) || std::isnan(st_ns)) continue;  // filtered out, or failed
+      const double ct_allocs = value(c.ctoken_run, "allocs_per_op");
+      const double st_allocs = value(c.std_run, "allocs_per_op");
       if (!header) {
         out << "\nctoken / std (" << (any_median() ? "medians" : "single runs")
-            << "; time per operation, per callback for the cancel rows)\n";
+            << " of the real time per operation; per callback for the cancel rows)\n";
         char title[160];
         std::snprintf(title, sizeof title, "%-42s %10s %10s %7s %7s  %-6s %14s\n", "row", "ctoken ns", "std ns",
-                      "ratio", "goal", "", "allocs ct/std");
+                      "ratio", "goal", "", "allocs/op c/s");
         out << title;
         header = true;
       }
-      const double ct_ns = ct->ns / c.per;
-      const double st_ns = st->ns / c.per;
       const double ratio = ct_ns / st_ns;
+      const bool no_allocs = ct_allocs < 0.005;  // 0.00 as printed: first-use allocations amortised
       char goal[16] = "info";
       const char* verdict = "";
       if (c.goal > 0) {
         std::snprintf(goal, sizeof goal, "<=%.1f", c.goal);
-        const bool ok = ratio <= c.goal && (!c.zero_allocs || ct->allocs < 0.005);
-        verdict = ok ? "ok" : "MISS";
-      } else if (c.zero_allocs) {
-        verdict = ct->allocs < 0.005 ? "" : "ALLOCS";
+        verdict = ratio <= c.goal && (!c.zero_allocs || no_allocs) ? "ok" : "MISS";
+      } else if (c.zero_allocs && !no_allocs) {
+        verdict = "ALLOCS";
       }
       char allocs[32];
-      std::snprintf(allocs, sizeof allocs, "%.2f/%.2f", ct->allocs, st->allocs);
+      std::snprintf(allocs, sizeof allocs, "%.2f/%.2f", ct_allocs, st_allocs);
       char row[160];
       std::snprintf(row, sizeof row, "%-42s %10.2f %10.2f %7.3f %7s  %-6s %14s\n", c.label, ct_ns, st_ns, ratio, goal,
                     verdict, allocs);
@@ -460,7 +460,8 @@ class RatioReporter : public benchmark::BenchmarkReporter {
   }
 
   bool any_median() const {
-    return std::any_of(samples_.begin(), samples_.end(), [](const auto& entry) { return entry.second.has_median; });
+    return std::any_of(samples_.begin(), samples_.end(),
+                       [](const auto& entry) { return !entry.second.medians.empty(); });
   }
 
   std::unique_ptr<benchmark::BenchmarkReporter> display_;
@@ -474,8 +475,9 @@ using BenchmarkFunction = void (*)(benchmark::State&);
 
 // Registers "<row>/ctoken" and "<row>/std" next to each other, so that they run one after the
 // other, and returns them for further settings.
-std::pair<benchmark::internal::Benchmark*, benchmark::internal::Benchmark*> add_pair(
-    const std::string& row, BenchmarkFunction with_ctoken, BenchmarkFunction with_std) {
+std::pair<benchmark::internal::Benchmark*, benchmark::internal::Benchmark*> add_pair(const std::string& row,
+                                                                                     BenchmarkFunction with_ctoken,
+                                                                                     BenchmarkFunction with_std) {
   return {benchmark::RegisterBenchmark((row + "/ctoken").c_str(), with_ctoken),
           benchmark::RegisterBenchmark((row + "/std").c_str(), with_std)};
 }
@@ -487,8 +489,8 @@ void register_benchmarks() {
   add_pair("inplace", BM_inplace<CtokenLib>, BM_inplace<StdLib>);
   add_pair("handle", BM_handle<CtokenLib>, BM_handle<StdLib>);
   for (const auto& b : {add_pair("cancel/1", BM_cancel<CtokenLib, 1>, BM_cancel<StdLib, 1>),
-                  add_pair("cancel/16", BM_cancel<CtokenLib, 16>, BM_cancel<StdLib, 16>),
-                  add_pair("cancel/1024", BM_cancel<CtokenLib, 1024>, BM_cancel<StdLib, 1024>)}) {
+                        add_pair("cancel/16", BM_cancel<CtokenLib, 16>, BM_cancel<StdLib, 16>),
+                        add_pair("cancel/1024", BM_cancel<CtokenLib, 1024>, BM_cancel<StdLib, 1024>)}) {
     b.first->UseManualTime();
     b.second->UseManualTime();
   }

@@ -66,7 +66,9 @@ TEST_CASE("CancellationCallback never allocates - not even the first one on a fr
 TEST_CASE("Register/Dispose does not allocate in steady state (nodes are recycled per source)") {
   CancellationTokenSource source;
   int runs = 0;
-  { auto warm = source.Token().Register([&runs] { ++runs; }); }
+  {
+    auto warm = source.Token().Register([&runs] { ++runs; });
+  }
   CHECK(allocations_in([&] {
           for (int i = 0; i < 1000; ++i) {
             auto r = source.Token().Register([&runs] { ++runs; });
@@ -74,7 +76,9 @@ TEST_CASE("Register/Dispose does not allocate in steady state (nodes are recycle
           }
         }) == 0);
   // Non-trivially-copyable callables take the slower path but recycle their node just the same.
-  { auto warm = source.Token().Register([&runs, tok = source.Token()] { ++runs; }); }
+  {
+    auto warm = source.Token().Register([&runs, tok = source.Token()] { ++runs; });
+  }
   CHECK(allocations_in([&] {
           for (int i = 0; i < 1000; ++i) {
             auto r = source.Token().Register([&runs, tok = source.Token()] { ++runs; });

@@ -100,8 +100,8 @@ TEST_CASE("the error category") {
   CHECK(std::string(cat.name()) == "ctoken");
   CHECK(&cat == &ctoken::make_error_code(errc::shutdown).category());
   STATIC_REQUIRE(std::is_error_code_enum<errc>::value);
-  const std::vector<errc> all = {errc::canceled, errc::timed_out, errc::client_disconnected,
-                                 errc::connection_reset, errc::shutdown};
+  const std::vector<errc> all = {errc::canceled, errc::timed_out, errc::client_disconnected, errc::connection_reset,
+                                 errc::shutdown};
   for (errc e : all) {
     const std::error_code code = e;
     CHECK(code);
@@ -131,8 +131,8 @@ TEST_CASE("a moved-from source behaves like one without state") {
   CancellationTokenSource b = std::move(a);
   CHECK(b.Token() == token);
   CHECK(a.Token() == CancellationToken::None());  // NOLINT(bugprone-use-after-move): documented state
-  CHECK_FALSE(a.Cancel());                         // NOLINT(bugprone-use-after-move)
-  CHECK_FALSE(a.IsCancellationRequested());        // NOLINT(bugprone-use-after-move)
+  CHECK_FALSE(a.Cancel());                        // NOLINT(bugprone-use-after-move)
+  CHECK_FALSE(a.IsCancellationRequested());       // NOLINT(bugprone-use-after-move)
   CHECK(b.Cancel());
   CHECK(token.IsCancellationRequested());
 }

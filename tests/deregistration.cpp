@@ -21,9 +21,9 @@ TEST_CASE("a callback that disposes its own registration returns at once") {
   std::weak_ptr<int> weak = tracker;
   self = source.Token().Register([&, keep = std::move(tracker)] {
     ++runs;
-    self.Dispose();  // must not deadlock
+    self.Dispose();               // must not deadlock
     CHECK_FALSE(weak.expired());  // the callable is still running, so still alive
-    self.Dispose();  // twice is fine too
+    self.Dispose();               // twice is fine too
   });
   source.Cancel();
   CHECK(runs == 1);

@@ -130,7 +130,8 @@ TEST_CASE("a linked source whose handles are gone is orphaned even if the parent
 
 TEST_CASE("a child's callback that destroys the child's last handle during the parent's cancel") {
   CancellationTokenSource parent;
-  auto child = std::make_unique<CancellationTokenSource>(CancellationTokenSource::CreateLinkedTokenSource(parent.Token()));
+  auto child =
+      std::make_unique<CancellationTokenSource>(CancellationTokenSource::CreateLinkedTokenSource(parent.Token()));
   int runs = 0;
   auto r = child->Token().Register([&] {
     ++runs;
@@ -144,7 +145,8 @@ TEST_CASE("a child's callback that destroys the child's last handle during the p
 
 TEST_CASE("the last child handle destroyed on another thread while the parent runs its link waits") {
   CancellationTokenSource parent;
-  auto child = std::make_unique<CancellationTokenSource>(CancellationTokenSource::CreateLinkedTokenSource(parent.Token()));
+  auto child =
+      std::make_unique<CancellationTokenSource>(CancellationTokenSource::CreateLinkedTokenSource(parent.Token()));
   std::atomic<bool> entered{false};
   std::atomic<bool> finished{false};
   auto r = child->Token().Register([&] {

@@ -100,7 +100,9 @@ TEST_CASE("Dispose before Cancel: the callback never runs; Dispose after it ran 
 TEST_CASE("destroying the handle disposes it") {
   CancellationTokenSource source;
   int runs = 0;
-  { auto r = source.Token().Register([&] { ++runs; }); }
+  {
+    auto r = source.Token().Register([&] { ++runs; });
+  }
   {
     CancellationCallback cb(source.Token(), [&] { ++runs; });
   }
@@ -192,8 +194,8 @@ TEST_CASE("a registration handle keeps working after every source and token is g
     r = source.Token().Register([&] { ++runs; });
   }
   CHECK(r.Token() != CancellationToken::None());  // still names its (orphaned) token...
-  CHECK_FALSE(r.Token().CanBeCanceled());           // ...which can never be cancelled
-  CHECK(r.Unregister());  // ...but it is still registered until disposed, and can be removed
+  CHECK_FALSE(r.Token().CanBeCanceled());         // ...which can never be cancelled
+  CHECK(r.Unregister());                          // ...but it is still registered until disposed, and can be removed
   r.Dispose();
   CHECK(runs == 0);
 }

@@ -21,8 +21,8 @@ TEST_CASE("TryReset on an untouched source succeeds and drops every registration
   auto r2 = source.Token().Register([&, keep = std::move(tracker)] { ++runs; });
   CancellationCallback in_place(source.Token(), [&] { ++runs; });
   CHECK(source.TryReset());
-  CHECK(weak.expired());          // dropped callables are destroyed by TryReset
-  CHECK_FALSE(r1.Unregister());   // dropped: Unregister reports false
+  CHECK(weak.expired());         // dropped callables are destroyed by TryReset
+  CHECK_FALSE(r1.Unregister());  // dropped: Unregister reports false
   CHECK(r1.Token() == CancellationToken::None());
   CHECK(source.Token() == before);  // tokens handed out earlier refer to the same source
   // New registrations work as usual after a reset.

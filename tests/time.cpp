@@ -10,8 +10,8 @@
 
 using ctoken::CancellationToken;
 using ctoken::CancellationTokenSource;
-using ctoken::ManualTimeProvider;
 using ctoken::errc;
+using ctoken::ManualTimeProvider;
 using namespace std::chrono_literals;
 
 TEST_CASE("CancelAfter fires at its deadline with reason timed_out (manual clock)") {

@@ -12,9 +12,8 @@ int main() {
   ctoken::CancellationToken token = source.Token();
 
   // The callback may take the reason, or nothing at all.
-  ctoken::CancellationTokenRegistration registration = token.Register([](std::error_code reason) {
-    std::printf("callback: cancelled because \"%s\"\n", reason.message().c_str());
-  });
+  ctoken::CancellationTokenRegistration registration = token.Register(
+      [](std::error_code reason) { std::printf("callback: cancelled because \"%s\"\n", reason.message().c_str()); });
 
   // A callback that is disposed before Cancel never runs.
   {

@@ -12,7 +12,8 @@ namespace {
 // Some downstream work that honours the token and passes the deadline on.
 bool fetch_rows(const ctoken::CancellationToken& token, int rows) {
   if (auto deadline = token.Deadline()) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now());
     std::printf("  fetch_rows: %lld ms left, would use that as the socket timeout\n",
                 static_cast<long long>(left.count()));
   }

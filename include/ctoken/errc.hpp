@@ -25,11 +25,16 @@ class cancellation_category_impl final : public std::error_category {
 
   std::string message(int value) const override {
     switch (static_cast<errc>(value)) {
-      case errc::canceled: return "operation canceled";
-      case errc::timed_out: return "operation timed out";
-      case errc::client_disconnected: return "client disconnected";
-      case errc::connection_reset: return "connection reset by peer";
-      case errc::shutdown: return "shutting down";
+      case errc::canceled:
+        return "operation canceled";
+      case errc::timed_out:
+        return "operation timed out";
+      case errc::client_disconnected:
+        return "client disconnected";
+      case errc::connection_reset:
+        return "connection reset by peer";
+      case errc::shutdown:
+        return "shutting down";
     }
     return "unknown cancellation reason";
   }
@@ -38,11 +43,16 @@ class cancellation_category_impl final : public std::error_category {
   // `token.Reason() == std::errc::timed_out` holds after a CancelAfter deadline.
   std::error_condition default_error_condition(int value) const noexcept override {
     switch (static_cast<errc>(value)) {
-      case errc::canceled: return std::make_error_condition(std::errc::operation_canceled);
-      case errc::timed_out: return std::make_error_condition(std::errc::timed_out);
-      case errc::client_disconnected: return std::make_error_condition(std::errc::connection_aborted);
-      case errc::connection_reset: return std::make_error_condition(std::errc::connection_reset);
-      case errc::shutdown: break;
+      case errc::canceled:
+        return std::make_error_condition(std::errc::operation_canceled);
+      case errc::timed_out:
+        return std::make_error_condition(std::errc::timed_out);
+      case errc::client_disconnected:
+        return std::make_error_condition(std::errc::connection_aborted);
+      case errc::connection_reset:
+        return std::make_error_condition(std::errc::connection_reset);
+      case errc::shutdown:
+        break;
     }
     return std::error_condition(value, *this);
   }

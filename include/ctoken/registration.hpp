@@ -111,8 +111,8 @@ class CancellationCallback {
 
   template <class G, std::enable_if_t<std::is_constructible<F, G>::value, int> = 0>
   CancellationCallback(const CancellationToken& token, G&& callback) noexcept(
-      std::is_nothrow_constructible<F, G>::value && noexcept(detail::call_with_reason(std::declval<F&>(),
-                                                                                       std::error_code())))
+      std::is_nothrow_constructible<F, G>::value&& noexcept(detail::call_with_reason(std::declval<F&>(),
+                                                                                     std::error_code())))
       : node_(std::forward<G>(callback)) {
     detail::state* s = detail::access::state_of(token);
     if (s == nullptr) return;
@@ -123,14 +123,18 @@ class CancellationCallback {
     }
     s->add_ref();
     switch (s->enlist(&node_)) {
-      case detail::enlist_result::listed: state_ = s; return;
+      case detail::enlist_result::listed:
+        state_ = s;
+        return;
       case detail::enlist_result::cancelled: {
         const std::error_code why = s->reason();
         s->release_ref();
         detail::call_with_reason(node_.callback, why);
         return;
       }
-      case detail::enlist_result::orphaned: s->release_ref(); return;
+      case detail::enlist_result::orphaned:
+        s->release_ref();
+        return;
     }
   }
 

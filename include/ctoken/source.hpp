@@ -138,8 +138,9 @@ class CancellationTokenSource {
   /// a parent is already cancelled the new source starts cancelled. One allocation; the links
   /// cost O(parents) and are removed from the parents when the last handle of the new source is
   /// destroyed. May throw std::bad_alloc.
-  template <class... Tokens,
-            std::enable_if_t<std::conjunction<std::is_same<std::decay_t<Tokens>, CancellationToken>...>::value, int> = 0>
+  template <
+      class... Tokens,
+      std::enable_if_t<std::conjunction<std::is_same<std::decay_t<Tokens>, CancellationToken>...>::value, int> = 0>
   static CancellationTokenSource CreateLinkedTokenSource(const Tokens&... parents) {
     CancellationTokenSource source(detail::state::create(sizeof...(Tokens)));
     (source.state_->link_to(detail::access::state_of(parents)), ...);

@@ -168,10 +168,10 @@ class system_time_provider final : public TimeProvider {
   void on_earlier_deadline() noexcept override {
     if (stopping_) return;
     if (!thread_.joinable()) {
-      CTOKEN_TRY { thread_ = std::thread([this] { run(); }); }
-      CTOKEN_CATCH_ALL {
-        fatal("cannot start the ctoken timer thread");
+      CTOKEN_TRY {
+        thread_ = std::thread([this] { run(); });
       }
+      CTOKEN_CATCH_ALL { fatal("cannot start the ctoken timer thread"); }
       return;
     }
     wake_.notify_one();
@@ -258,11 +258,11 @@ class ManualTimeProvider final : public TimeProvider {
       detail::state* due = pop_due_locked(target);
       if (due == nullptr) {
         if (target > now_.load(std::memory_order_relaxed))  // relaxed: only written under mutex_
-          now_.store(target, std::memory_order_release);   // release: pairs with Now()
+          now_.store(target, std::memory_order_release);    // release: pairs with Now()
         return rethrow(first);
       }
       if (due->timer_due > now_.load(std::memory_order_relaxed))  // relaxed: only written under mutex_
-        now_.store(due->timer_due, std::memory_order_release);   // release: pairs with Now()
+        now_.store(due->timer_due, std::memory_order_release);    // release: pairs with Now()
       lock.unlock();
       CTOKEN_TRY { fire(due); }
       CTOKEN_CATCH_ALL {

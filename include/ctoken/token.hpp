@@ -80,9 +80,7 @@ class CancellationToken {
   bool CanBeCanceled() const noexcept { return state_ != nullptr && state_->can_be_cancelled(); }
 
   /// Why the token was cancelled; an empty error_code until then, never empty afterwards.
-  std::error_code Reason() const noexcept {
-    return IsCancellationRequested() ? state_->reason() : std::error_code();
-  }
+  std::error_code Reason() const noexcept { return IsCancellationRequested() ? state_->reason() : std::error_code(); }
 
   /// Throws OperationCanceledException (carrying this token and its reason) if cancelled.
   /// Costs one atomic load when not cancelled. With exceptions disabled (-fno-exceptions or

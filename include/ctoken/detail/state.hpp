@@ -208,8 +208,7 @@ class state {
     for (;;) {
       if ((c >> 32) > 1) {
         // acq_rel: as release_ref (this can never bring the word to zero).
-        if (counts_.compare_exchange_weak(c, c - kSource, std::memory_order_acq_rel, std::memory_order_relaxed))
-          return;
+        if (counts_.compare_exchange_weak(c, c - kSource, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
       } else if (counts_.compare_exchange_weak(c, c - kSource + kRef, std::memory_order_acq_rel,
                                                std::memory_order_relaxed)) {
         on_last_source();
@@ -378,8 +377,11 @@ class state {
       if (n != nullptr) push_pool_locked(n);
       const bool cancelled = (f & kCancelled) != 0;
       unlock(f);
-      if (cancelled) run_inline_guarded(g);  // releases the reference, even if g throws
-      else release_ref();
+      if (cancelled) {
+        run_inline_guarded(g);  // releases the reference, even if g throws
+      } else {
+        release_ref();
+      }
       return {nullptr, 0};
     } else {
       // The callable's constructor and destructor are user code: run them outside the lock.
@@ -471,11 +473,14 @@ class state {
     l->child = this;
     parent->add_ref();
     switch (parent->enlist(l)) {
-      case enlist_result::listed: ++link_count_; return;
+      case enlist_result::listed:
+        ++link_count_;
+        return;
       case enlist_result::cancelled:
         request_cancel(parent->reason());  // nothing is registered here yet: cannot throw
         break;
-      case enlist_result::orphaned: break;
+      case enlist_result::orphaned:
+        break;
     }
     parent->release_ref();
   }
@@ -786,14 +791,14 @@ class state {
 
   std::atomic<std::uint32_t> flags_{0};
   std::atomic<std::uint64_t> counts_{kSource};
-  callback_node* head_ = nullptr;             // guarded
-  heap_node* pool_ = nullptr;                 // guarded
-  std::atomic<heap_node*> returned_{nullptr}; // lock-free pushes, popped whole under the lock
-  std::uint64_t next_id_ = 0;                 // guarded
-  std::thread::id notifying_thread_;          // guarded; set once when cancelled
-  std::uint32_t waiters_ = 0;                 // guarded: threads sleeping on epoch_
-  wait_word epoch_{0};                        // bumped (under the lock) to wake sleepers
-  std::error_code reason_;                    // written once, before kCancelled is published
+  callback_node* head_ = nullptr;              // guarded
+  heap_node* pool_ = nullptr;                  // guarded
+  std::atomic<heap_node*> returned_{nullptr};  // lock-free pushes, popped whole under the lock
+  std::uint64_t next_id_ = 0;                  // guarded
+  std::thread::id notifying_thread_;           // guarded; set once when cancelled
+  std::uint32_t waiters_ = 0;                  // guarded: threads sleeping on epoch_
+  wait_word epoch_{0};                         // bumped (under the lock) to wake sleepers
+  std::error_code reason_;                     // written once, before kCancelled is published
   std::atomic<deadline_owner*> deadline_{nullptr};
   std::uint32_t link_count_ = 0;  // parents actually linked; written before the state is shared
   std::size_t link_capacity_;

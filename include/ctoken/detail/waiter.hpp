@@ -15,11 +15,11 @@
 #include <cstdint>
 
 #if defined(__linux__)
-#include <cerrno>
-#include <ctime>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <cerrno>
+#include <ctime>
 #else
 #include <condition_variable>
 #include <cstddef>
@@ -46,13 +46,12 @@ inline void wait_on(wait_word& word, std::uint32_t expected, std::chrono::nanose
   }
   // The kernel compares *word with `expected` atomically with going to sleep, which is what
   // makes "check under the lock, then sleep after unlocking" free of lost wake-ups.
-  (void)syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, tsp,
-                nullptr, 0);
+  (void)syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, tsp, nullptr, 0);
 }
 
 inline void wake_all(wait_word& word) noexcept {
-  (void)syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, 0x7fffffff, nullptr,
-                nullptr, 0);
+  (void)syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, 0x7fffffff, nullptr, nullptr,
+                0);
 }
 
 #else
