@@ -153,3 +153,10 @@ TEST_CASE("token assignment and self-assignment") {
   CHECK(s1.Token() != s2.Token());
   CHECK(s1.Cancel());
 }
+
+TEST_CASE("Cancel accepts the portable std::errc reasons") {
+  CancellationTokenSource source;
+  CHECK(source.Cancel(std::errc::timed_out));
+  CHECK(source.Token().Reason() == std::errc::timed_out);
+  CHECK(source.Token().Reason().category() == std::generic_category());
+}

@@ -181,3 +181,20 @@ TEST_CASE("child TryReset keeps the links to its parents") {
   CHECK(child.Token().Reason() == errc::shutdown);
   CHECK(runs == 0);  // the registration was dropped by TryReset
 }
+
+TEST_CASE("a parent cancelling while the last child handle dies: Wait and the final state agree") {
+  for (int round = 0; round < 1000; ++round) {
+    CancellationTokenSource parent;
+    auto child =
+        std::make_unique<CancellationTokenSource>(CancellationTokenSource::CreateLinkedTokenSource(parent.Token()));
+    const CancellationToken token = child->Token();
+    std::atomic<int> waited{-1};
+    std::thread waiter([&] { waited = token.Wait() ? 1 : 0; });
+    std::thread canceller([&] { parent.Cancel(); });
+    child.reset();
+    canceller.join();
+    waiter.join();
+    CHECK(waited.load() == (token.IsCancellationRequested() ? 1 : 0));
+    CHECK(token.CanBeCanceled() == token.IsCancellationRequested());
+  }
+}

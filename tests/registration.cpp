@@ -269,3 +269,14 @@ TEST_CASE("registrations on many sources from one thread recycle their nodes") {
   source.Cancel();
   CHECK(runs == 0);
 }
+
+TEST_CASE("a const mutable callable is copied, and the copy is what runs") {
+  CancellationTokenSource source;
+  int last = 0;
+  const auto counter = [&last, n = 0]() mutable { last = ++n; };
+  auto r = source.Token().Register(counter);
+  source.Cancel();
+  CHECK(last == 1);
+  auto inline_run = source.Token().Register(counter);  // runs a fresh copy at once
+  CHECK(last == 1);
+}

@@ -3,6 +3,7 @@
 #include <ctoken/ctoken.hpp>
 
 #include <atomic>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -200,4 +201,56 @@ TEST_CASE("the real timer: re-arming sooner wakes the timer thread early") {
   CHECK(near.Token().WaitFor(10s));
   CHECK_FALSE(far.IsCancellationRequested());
   far.CancelAfter(std::chrono::nanoseconds::max());
+}
+
+TEST_CASE("Cancel disarms a pending deadline") {
+  ManualTimeProvider clock;
+  CancellationTokenSource source(clock);
+  source.CancelAfter(1h);
+  CHECK(clock.ArmedCount() == 1);
+  source.Cancel(errc::shutdown);
+  CHECK(clock.ArmedCount() == 0);
+  CHECK_FALSE(source.Deadline().has_value());
+}
+
+TEST_CASE("a parent's TryReset removes its deadline from a child's Deadline()") {
+  ManualTimeProvider clock;
+  CancellationTokenSource parent(clock);
+  auto child = CancellationTokenSource::CreateLinkedTokenSource(parent.Token());
+  parent.CancelAfter(10s);
+  CHECK(child.Deadline().has_value());
+  CHECK(parent.TryReset());  // drops the child's link (as .NET)
+  parent.CancelAfter(5s);
+  CHECK_FALSE(child.Deadline().has_value());
+}
+
+TEST_CASE("concurrent Advance calls add up") {
+  ManualTimeProvider clock;
+  const auto start = clock.Now();
+  std::thread a([&] {
+    for (int i = 0; i < 1000; ++i) clock.Advance(1ms);
+  });
+  std::thread b([&] {
+    for (int i = 0; i < 1000; ++i) clock.Advance(1ms);
+  });
+  a.join();
+  b.join();
+  CHECK(clock.Now() - start == 2s);
+}
+
+TEST_CASE("a deadline racing the destruction of the last source never cancels an orphan") {
+  ManualTimeProvider clock;
+  for (int round = 0; round < 500; ++round) {
+    auto source = std::make_unique<CancellationTokenSource>(clock);
+    const CancellationToken token = source->Token();
+    source->CancelAfter(1ms);
+    std::atomic<int> waited{-1};
+    std::thread waiter([&] { waited = token.Wait() ? 1 : 0; });
+    std::thread firer([&] { clock.Advance(1ms); });
+    source.reset();
+    firer.join();
+    waiter.join();
+    // Either it fired first (cancelled, Wait true) or the source went first (never cancelled).
+    CHECK(waited.load() == (token.IsCancellationRequested() ? 1 : 0));
+  }
 }

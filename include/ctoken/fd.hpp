@@ -57,7 +57,7 @@ class CancellationFd {
     CTOKEN_TRY { registration_ = token.Register(signal{write_fd_}); }
     CTOKEN_CATCH_ALL {
       close_all();
-#if !defined(CTOKEN_NO_EXCEPTIONS)
+#if defined(CTOKEN_HAS_EXCEPTIONS)
       throw;
 #endif
     }

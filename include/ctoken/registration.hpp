@@ -19,7 +19,7 @@ namespace ctoken {
 /// The move-only RAII handle that Register() returns. Destroying it (or Dispose()) removes the
 /// callback; see Dispose() for what that guarantees.
 ///
-/// Three words: the node, its 64-bit id and nothing else; the node's id changes whenever the
+/// Two words: the node and its 64-bit id; the node's id changes whenever the
 /// node is recycled, so a stale handle never touches another registration. Dispose(),
 /// Unregister() and Token() may be called concurrently, on the same handle too; moving into or
 /// destroying a handle while another thread uses it is a data race. A handle keeps the source's

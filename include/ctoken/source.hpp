@@ -31,7 +31,7 @@ struct is_token_range<Range, std::void_t<decltype(std::begin(std::declval<const 
 /// Owns the right to cancel: a copyable handle to shared cancellation state.
 ///
 /// Copies share the state (copying costs one atomic increment). The state is allocated by the
-/// constructor (one allocation, ~150 bytes, plus one link node per parent for linked sources)
+/// constructor (one allocation, ~120 bytes, plus one link node per parent for linked sources)
 /// and outlives the last handle for as long as tokens or registrations refer to it. When the
 /// last source handle is destroyed un-cancelled, its tokens can never be cancelled any more:
 /// CanBeCanceled() turns false, waiters return false, a linked source leaves its parents and an
@@ -87,6 +87,9 @@ class CancellationTokenSource {
   /// True once cancelled. One atomic load.
   bool IsCancellationRequested() const noexcept { return state_ != nullptr && state_->is_cancelled(); }
 
+  /// Cancel(std::errc::...) for the portable reasons, e.g. Cancel(std::errc::timed_out).
+  bool Cancel(std::errc reason) { return Cancel(std::make_error_code(reason)); }
+
   /// Cancels: the token reads as cancelled with `reason` (errc::canceled if `reason` is empty),
   /// then every registered callback runs once, on this thread, newest first, before Cancel
   /// returns. Returns true iff this call made the transition; other calls (concurrent or
@@ -104,7 +107,7 @@ class CancellationTokenSource {
   /// exceptions escape). `std::chrono::nanoseconds::max()` disarms. Does nothing once the
   /// source is cancelled. O(log n) in the number of armed deadlines; the first call in the
   /// process starts the timer thread. May throw std::bad_alloc (the heap grows) or
-  /// std::system_error (the thread could not start).
+  /// std::system_error (the thread could not start); then nothing is armed. Cancel() disarms.
   void CancelAfter(std::chrono::nanoseconds delay) {
     detail::state* s = state_;
     if (s == nullptr || s->is_cancelled()) return;

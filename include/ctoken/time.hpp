@@ -3,6 +3,7 @@
 #ifndef CTOKEN_TIME_HPP
 #define CTOKEN_TIME_HPP
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -57,6 +58,9 @@ class TimeProvider : public detail::deadline_owner {
   TimeProvider() = default;
   ~TimeProvider() override = default;
 
+  // Called with mutex_ held before a deadline is armed; may throw (then nothing is armed).
+  virtual void before_arm_locked() {}
+
   // Called with mutex_ held whenever the earliest deadline became earlier.
   virtual void on_earlier_deadline() noexcept {}
 
@@ -81,7 +85,7 @@ class TimeProvider : public detail::deadline_owner {
       detail::state* s;
       ~release_on_exit() { s->release_ref(); }
     } guard{s};
-    if (s->source_count() != 0) s->request_cancel(make_error_code(errc::timed_out));
+    s->request_cancel(make_error_code(errc::timed_out), /*only_if_sourced=*/true);
   }
 
   static std::int64_t ticks(std::chrono::steady_clock::time_point t) noexcept {
@@ -113,6 +117,7 @@ class TimeProvider : public detail::deadline_owner {
       return;
     }
     const std::int64_t due = now + delay.count();
+    before_arm_locked();
     const bool earlier = heap_.empty() || due < heap_.top()->timer_due;
     heap_.arm(s, due);
     if (earlier) on_earlier_deadline();
@@ -165,17 +170,13 @@ class system_time_provider final : public TimeProvider {
   }
 
  private:
-  void on_earlier_deadline() noexcept override {
-    if (stopping_) return;
-    if (!thread_.joinable()) {
-      CTOKEN_TRY {
-        thread_ = std::thread([this] { run(); });
-      }
-      CTOKEN_CATCH_ALL { fatal("cannot start the ctoken timer thread"); }
-      return;
-    }
-    wake_.notify_one();
+  // The first deadline starts the thread; std::system_error from std::thread escapes
+  // CancelAfter() with nothing armed.
+  void before_arm_locked() override {
+    if (!stopping_ && !thread_.joinable()) thread_ = std::thread([this] { run(); });
   }
+
+  void on_earlier_deadline() noexcept override { wake_.notify_one(); }
 
   void run() {
     std::unique_lock<std::mutex> lock(mutex_);
@@ -242,9 +243,17 @@ class ManualTimeProvider final : public TimeProvider {
     return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(now_.load(std::memory_order_acquire)));
   }
 
-  /// Moves time forward by `delta` (negative values are ignored); see SetNow().
+  /// Moves time forward by `delta` (negative values are ignored); see SetNow(). Concurrent
+  /// calls add up: two Advance(1s) from two threads move time by 2 s.
   void Advance(std::chrono::nanoseconds delta) {
-    if (delta.count() > 0) SetNow(Now() + delta);
+    std::int64_t target;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      // relaxed: now_ is only written under mutex_
+      horizon_ = std::max(horizon_, now_.load(std::memory_order_relaxed)) + std::max<std::int64_t>(delta.count(), 0);
+      target = horizon_;
+    }
+    advance_to(target);
   }
 
   /// Moves time forward to `t` (never backward). Every deadline due at or before `t` fires on
@@ -252,6 +261,15 @@ class ManualTimeProvider final : public TimeProvider {
   /// If callbacks throw, the first exception is rethrown after all due deadlines fired.
   void SetNow(std::chrono::steady_clock::time_point t) {
     const std::int64_t target = ticks(t);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      horizon_ = std::max(horizon_, target);
+    }
+    advance_to(target);
+  }
+
+ private:
+  void advance_to(std::int64_t target) {
     std::exception_ptr first;
     for (;;) {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -266,16 +284,15 @@ class ManualTimeProvider final : public TimeProvider {
       lock.unlock();
       CTOKEN_TRY { fire(due); }
       CTOKEN_CATCH_ALL {
-#if !defined(CTOKEN_NO_EXCEPTIONS)
+#if defined(CTOKEN_HAS_EXCEPTIONS)
         if (!first) first = std::current_exception();
 #endif
       }
     }
   }
 
- private:
   static void rethrow(const std::exception_ptr& first) {
-#if !defined(CTOKEN_NO_EXCEPTIONS)
+#if defined(CTOKEN_HAS_EXCEPTIONS)
     if (first) std::rethrow_exception(first);
 #else
     (void)first;
@@ -283,6 +300,7 @@ class ManualTimeProvider final : public TimeProvider {
   }
 
   std::atomic<std::int64_t> now_;
+  std::int64_t horizon_ = 0;  // guarded by mutex_: the latest time any Advance/SetNow asked for
 };
 
 }  // namespace ctoken

@@ -5,21 +5,25 @@
 #include <cstdio>
 #include <cstdlib>
 
-// CTOKEN_NO_EXCEPTIONS: defined by the user, or deduced from the compiler's own switch
-// (-fno-exceptions). Without exceptions, ThrowIfCancellationRequested() prints the reason to
-// stderr and calls std::abort(), and callbacks must not throw.
-#if !defined(CTOKEN_NO_EXCEPTIONS)
-#if !defined(__cpp_exceptions) && !defined(__EXCEPTIONS) && !defined(_CPPUNWIND)
-#define CTOKEN_NO_EXCEPTIONS 1
-#endif
+// Whether the compiler has exceptions enabled (not -fno-exceptions). The library's own
+// try/catch blocks (around callbacks) follow this, whatever the user asks for below.
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#define CTOKEN_HAS_EXCEPTIONS 1
 #endif
 
-#if defined(CTOKEN_NO_EXCEPTIONS)
-#define CTOKEN_TRY if (true)
-#define CTOKEN_CATCH_ALL else
-#else
+// CTOKEN_NO_EXCEPTIONS: defined by the user, or deduced from -fno-exceptions. Then
+// ThrowIfCancellationRequested() prints the reason to stderr and calls std::abort() instead of
+// throwing. (Callbacks may still throw if the compiler has exceptions: Cancel() rethrows.)
+#if !defined(CTOKEN_NO_EXCEPTIONS) && !defined(CTOKEN_HAS_EXCEPTIONS)
+#define CTOKEN_NO_EXCEPTIONS 1
+#endif
+
+#if defined(CTOKEN_HAS_EXCEPTIONS)
 #define CTOKEN_TRY try
 #define CTOKEN_CATCH_ALL catch (...)
+#else
+#define CTOKEN_TRY if (true)
+#define CTOKEN_CATCH_ALL else
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)

@@ -108,8 +108,10 @@ void call_with_reason(F& f, const std::error_code& reason) {
 template <class Fn>
 struct stored_callable {
   static constexpr bool fits = sizeof(Fn) <= kInlineCallableSize && alignof(Fn) <= alignof(std::max_align_t);
-  // Constructing and destroying such a callable runs no user code, so it may happen under the lock.
-  static constexpr bool trivial = fits && std::is_trivially_copyable<Fn>::value;
+  static constexpr bool trivially_destructible = std::is_trivially_destructible<Fn>::value;
+  // Constructing Fn from a G and destroying it runs no user code, so both may happen under the lock.
+  template <class G>
+  static constexpr bool trivial = fits && trivially_destructible && std::is_trivially_constructible<Fn, G>::value;
 
   static Fn& get(heap_node* n) noexcept {
     if constexpr (fits) {
@@ -129,7 +131,7 @@ struct stored_callable {
       std::memcpy(n->storage, &p, sizeof p);
     }
     n->invoke = &invoke;
-    n->destroy = trivial ? nullptr : &destroy;
+    n->destroy = trivially_destructible && fits ? nullptr : &destroy;
   }
   static void invoke(callback_node* n, const std::error_code& reason) {
     call_with_reason(get(static_cast<heap_node*>(n)), reason);
@@ -242,10 +244,13 @@ class state {
   // Sets the reason, marks the state cancelled and runs every listed callback on this thread,
   // newest first. Returns true iff this call made the transition; a concurrent second caller
   // returns false at once. Rethrows the first exception a callback threw, after all have run.
-  bool request_cancel(std::error_code why) {
+  // `only_if_sourced` (links and deadlines, which act for nobody in particular): do nothing
+  // once the last source handle is gone. Checked under the lock, so a waiter that saw the state
+  // orphaned (also under the lock) can never see it cancelled afterwards.
+  bool request_cancel(std::error_code why, bool only_if_sourced = false) {
     if (is_cancelled()) return false;
     std::uint32_t f = lock();
-    if (f & kCancelled) {
+    if ((f & kCancelled) || (only_if_sourced && source_count() == 0)) {
       unlock(f);
       return false;
     }
@@ -270,7 +275,7 @@ class state {
       if (wake) wake_all(epoch_);
       CTOKEN_TRY { n->invoke(n, reason_); }
       CTOKEN_CATCH_ALL {
-#if !defined(CTOKEN_NO_EXCEPTIONS)
+#if defined(CTOKEN_HAS_EXCEPTIONS)
         if (!first) first = std::current_exception();
 #endif
       }
@@ -284,6 +289,7 @@ class state {
       f = lock();
       if (recycle != nullptr) {
         recycle->id.store(0, std::memory_order_relaxed);  // relaxed: guarded by the lock
+        recycle->status = node_status::free;
         push_pool_locked(recycle);
       } else if (!removed) {
         n->status = node_status::done;
@@ -293,8 +299,10 @@ class state {
     }
     unlock(f);
     if (wake) wake_all(epoch_);
+    // A cancelled source's deadline is pointless: drop it now rather than when it falls due.
+    if (deadline_owner* o = deadline_owner_ptr()) (void)o->disarm(this);
     release_ref();  // may destroy *this: nothing below touches it
-#if !defined(CTOKEN_NO_EXCEPTIONS)
+#if defined(CTOKEN_HAS_EXCEPTIONS)
     if (first) std::rethrow_exception(first);
 #endif
     return true;
@@ -353,13 +361,13 @@ class state {
   handle_ref register_callable(G&& g) {
     using ops = stored_callable<Fn>;
     if (is_cancelled()) {
-      run_inline(g);
+      run_inline<Fn>(std::forward<G>(g));
       return {nullptr, 0};
     }
     add_ref();  // the handle's reference; dropped again below if nothing gets registered
     heap_node* n = nullptr;
     std::uint32_t f = 0;
-    if constexpr (ops::trivial) {
+    if constexpr (ops::template trivial<G&&>) {
       // Fast path: copying Fn is a memcpy, so everything happens in one locked section.
       f = lock();
       if (!(f & kCancelled) && source_count() != 0) {
@@ -378,7 +386,7 @@ class state {
       const bool cancelled = (f & kCancelled) != 0;
       unlock(f);
       if (cancelled) {
-        run_inline_guarded(g);  // releases the reference, even if g throws
+        run_inline_guarded<Fn>(std::forward<G>(g));  // releases the reference, even if g throws
       } else {
         release_ref();
       }
@@ -393,7 +401,7 @@ class state {
       CTOKEN_CATCH_ALL {
         return_node(n);
         release_ref();
-#if !defined(CTOKEN_NO_EXCEPTIONS)
+#if defined(CTOKEN_HAS_EXCEPTIONS)
         throw;
 #endif
       }
@@ -577,6 +585,7 @@ class state {
     link_node* l = self->links();
     for (std::uint32_t i = 0; i < link_count_; ++i) {
       std::chrono::steady_clock::time_point parent_due;
+      if (!l[i].parent->is_linked(&l[i])) continue;  // dropped by the parent's TryReset
       if (l[i].parent->earliest_deadline(parent_due) && (!found || parent_due < out)) {
         out = parent_due;
         found = true;
@@ -584,6 +593,14 @@ class state {
     }
     self->unlock(f);
     return found;
+  }
+
+  // Whether n (a node of this state's list) is still waiting for Cancel.
+  bool is_linked(const callback_node* n) noexcept {
+    const std::uint32_t f = lock();
+    const bool linked = n->status == node_status::listed;
+    unlock(f);
+    return linked;
   }
 
   // ---- deadline bookkeeping (used by time providers, guarded by the provider's mutex) ------
@@ -617,7 +634,7 @@ class state {
   }
 
   static void link_invoke(callback_node* n, const std::error_code& reason) {
-    static_cast<link_node*>(n)->child->request_cancel(reason);
+    static_cast<link_node*>(n)->child->request_cancel(reason, /*only_if_sourced=*/true);
   }
 
   // The last source handle is gone. If nothing cancelled the state it never will be: wake the
@@ -728,7 +745,7 @@ class state {
     }
     CTOKEN_CATCH_ALL {
       release_ref();
-#if !defined(CTOKEN_NO_EXCEPTIONS)
+#if defined(CTOKEN_HAS_EXCEPTIONS)
       throw;
 #endif
     }
@@ -773,20 +790,23 @@ class state {
     }
   }
 
-  template <class G>
-  void run_inline(G& g) {
-    const std::error_code why = reason_;  // g may destroy the state's last reference
-    call_with_reason(g, why);
+  // Runs a copy of g (as Fn: the same object the registered path would have called) for a
+  // cancelled state, on this thread.
+  template <class Fn, class G>
+  void run_inline(G&& g) {
+    const std::error_code why = reason_;  // the callback may drop the state's last reference
+    Fn f(std::forward<G>(g));
+    call_with_reason(f, why);
   }
 
-  // Runs g for a cancelled state while we hold a reference that must be dropped afterwards.
-  template <class G>
-  void run_inline_guarded(G& g) {
+  // As run_inline, while holding a reference that must be dropped afterwards.
+  template <class Fn, class G>
+  void run_inline_guarded(G&& g) {
     struct release_on_exit {
       state* s;
       ~release_on_exit() { s->release_ref(); }
     } guard{this};
-    run_inline(g);
+    run_inline<Fn>(std::forward<G>(g));
   }
 
   std::atomic<std::uint32_t> flags_{0};

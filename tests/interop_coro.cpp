@@ -1,0 +1,116 @@
+// co_await WhenCancelled(token) (C++20 coroutines).
+#include <ctoken/coro.hpp>
+#include <ctoken/ctoken.hpp>
+
+#include <atomic>
+#include <coroutine>
+#include <exception>
+#include <thread>
+#include <vector>
+
+#include "ctoken_test.hpp"
+
+using ctoken::CancellationTokenSource;
+
+namespace {
+
+// The smallest eager, fire-and-forget coroutine type that exposes its handle, so a test can
+// check whether it finished and destroy it while it is suspended.
+struct task {
+  struct promise_type {
+    bool* finished = nullptr;
+    task get_return_object() { return task{std::coroutine_handle<promise_type>::from_promise(*this)}; }
+    std::suspend_never initial_suspend() noexcept { return {}; }
+    std::suspend_always final_suspend() noexcept { return {}; }  // the test destroys the frame
+    void return_void() noexcept {}
+    void unhandled_exception() { std::terminate(); }
+  };
+  std::coroutine_handle<promise_type> handle;
+  task(task&& other) noexcept : handle(std::exchange(other.handle, {})) {}
+  explicit task(std::coroutine_handle<promise_type> h) : handle(h) {}
+  ~task() {
+    if (handle) handle.destroy();
+  }
+  bool done() const { return handle.done(); }
+};
+
+task wait_for_cancel(ctoken::CancellationToken token, std::error_code* out, std::thread::id* resumed_on) {
+  *out = co_await ctoken::WhenCancelled(token);
+  *resumed_on = std::this_thread::get_id();
+}
+
+}  // namespace
+
+TEST_CASE("co_await WhenCancelled suspends until Cancel and resumes on the cancelling thread") {
+  CancellationTokenSource source;
+  std::error_code why;
+  std::thread::id resumed_on;
+  task t = wait_for_cancel(source.Token(), &why, &resumed_on);
+  CHECK_FALSE(t.done());
+  std::thread::id canceller;
+  std::thread other([&] {
+    canceller = std::this_thread::get_id();
+    source.Cancel(ctoken::errc::client_disconnected);
+  });
+  other.join();
+  CHECK(t.done());
+  CHECK(why == ctoken::errc::client_disconnected);
+  CHECK(resumed_on == canceller);
+}
+
+TEST_CASE("co_await on an already cancelled token does not suspend") {
+  CancellationTokenSource source;
+  source.Cancel(ctoken::errc::shutdown);
+  std::error_code why;
+  std::thread::id resumed_on;
+  task t = wait_for_cancel(source.Token(), &why, &resumed_on);
+  CHECK(t.done());
+  CHECK(why == ctoken::errc::shutdown);
+  CHECK(resumed_on == std::this_thread::get_id());
+}
+
+TEST_CASE("co_await on a token that can never be cancelled completes at once with no reason") {
+  std::error_code why = ctoken::errc::canceled;
+  std::thread::id resumed_on;
+  task t = wait_for_cancel(ctoken::CancellationToken::None(), &why, &resumed_on);
+  CHECK(t.done());
+  CHECK_FALSE(why);
+}
+
+TEST_CASE("destroying a suspended coroutine unregisters it: Cancel later resumes nothing") {
+  CancellationTokenSource source;
+  std::error_code why;
+  std::thread::id resumed_on;
+  {
+    task t = wait_for_cancel(source.Token(), &why, &resumed_on);
+    CHECK_FALSE(t.done());
+  }  // destroyed while suspended
+  source.Cancel();
+  CHECK_FALSE(why);
+}
+
+TEST_CASE("many coroutines waiting on one token all resume once") {
+  CancellationTokenSource source;
+  std::vector<std::error_code> reasons(100);
+  std::vector<std::thread::id> ids(100);
+  std::vector<task> tasks;
+  for (std::size_t i = 0; i < 100; ++i) tasks.push_back(wait_for_cancel(source.Token(), &reasons[i], &ids[i]));
+  source.Cancel(ctoken::errc::timed_out);
+  for (std::size_t i = 0; i < 100; ++i) {
+    CHECK(tasks[i].done());
+    CHECK(reasons[i] == ctoken::errc::timed_out);
+  }
+}
+
+TEST_CASE("Cancel racing the suspension: every coroutine resumes exactly once") {
+  for (int round = 0; round < 200; ++round) {
+    CancellationTokenSource source;
+    std::error_code why;
+    std::thread::id resumed_on;
+    std::thread canceller([&] { source.Cancel(); });
+    task t = wait_for_cancel(source.Token(), &why, &resumed_on);
+    canceller.join();
+    CHECK(t.done());
+    CHECK(why == ctoken::errc::canceled);
+  }
+}
