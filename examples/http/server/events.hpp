@@ -1,0 +1,49 @@
+// The server's two outputs: the human access log (stderr) and, with --events, one
+// machine-readable line per request lifecycle event (stdout), for tests, tools and benchmarks.
+//
+//   READY <port>
+//   START <id> <ns>
+//   CANCELLED <id> <ns> reason=<name> steps=<n> signal_ns=<ns>
+//   DONE <id> <ns> steps=<n>
+//
+// Timestamps are CLOCK_MONOTONIC nanoseconds, the same clock a client on this machine reads.
+#ifndef CTOKEN_EXAMPLE_HTTP_EVENTS_HPP
+#define CTOKEN_EXAMPLE_HTTP_EVENTS_HPP
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <system_error>
+
+namespace http {
+
+// CLOCK_MONOTONIC in nanoseconds.
+std::int64_t monotonic_ns() noexcept;
+
+// The name used in events and logs for a cancellation reason ("client_disconnected", ...).
+std::string reason_name(const std::error_code& reason);
+
+// Where lines go. Thread-safe: each line is written whole. The default writes to stdout
+// (events) or stderr (log) and flushes per line; tests pass their own.
+class output {
+ public:
+  using sink = std::function<void(const std::string& line)>;
+  output(sink events, sink log) : events_(std::move(events)), log_(std::move(log)) {}
+
+  bool events_enabled() const noexcept { return static_cast<bool>(events_); }
+  void event(const std::string& line);
+  void log(const std::string& line);
+
+  static sink stdout_sink();
+  static sink stderr_sink();
+
+ private:
+  std::mutex mutex_;
+  sink events_;
+  sink log_;
+};
+
+}  // namespace http
+
+#endif

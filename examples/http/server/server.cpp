@@ -1,0 +1,363 @@
+#include "server.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <system_error>
+
+#include <ctoken/fd.hpp>
+
+#include "handlers.hpp"
+#include "response.hpp"
+
+namespace http {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+std::system_error sys_error(const char* what) { return std::system_error(errno, std::generic_category(), what); }
+
+// A canned response outside any request (errors while reading a head, overload).
+void send_error(int fd, int status, std::string_view reason) {
+  std::string body =
+      std::to_string(status) + " " + std::string(status_text(status)) + ": " + std::string(reason) + "\n";
+  std::string message = "HTTP/1.1 " + std::to_string(status) + " " + std::string(status_text(status)) +
+                        "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+                        "\r\nConnection: close\r\n\r\n" + body;
+  (void)send_all(fd, message);  // best effort: the connection is closed next anyway
+}
+
+enum class wait_result { readable, timeout, stopped, error };
+
+// Waits until `fd` is readable, `stop_fd` fires (shutdown) or `timeout` passes.
+wait_result wait_readable(int fd, int stop_fd, std::chrono::milliseconds timeout) {
+  const auto until = clock_type::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock_type::now());
+    if (left.count() <= 0) return wait_result::timeout;
+    pollfd fds[2] = {{fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+    const int n = ::poll(fds, 2, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return wait_result::error;
+    }
+    if (n == 0) return wait_result::timeout;
+    if (fds[1].revents & POLLIN) return wait_result::stopped;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) return wait_result::readable;
+  }
+}
+
+int status_for(const std::error_code& reason) {
+  if (reason == ctoken::errc::shutdown) return 503;
+  if (reason == ctoken::errc::timed_out) return 504;
+  return 499;  // client_disconnected, connection_reset: the client closed the request
+}
+
+std::string peer_name(const sockaddr_storage& addr) {
+  char host[NI_MAXHOST];
+  char port[NI_MAXSERV];
+  if (::getnameinfo(reinterpret_cast<const sockaddr*>(&addr), sizeof addr, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+    return "?";
+  }
+  return std::string(host) + ":" + port;
+}
+
+}  // namespace
+
+server::server(server_config config, output& out)
+    : config_(std::move(config)), out_(out), watcher_(config_.half_close) {}
+
+server::~server() {
+  request_shutdown();
+  wait();
+}
+
+std::uint16_t server::start() {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(config_.port);
+  if (const int rc = ::getaddrinfo(config_.bind.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    throw std::system_error(EINVAL, std::generic_category(),
+                            "bad --bind address " + config_.bind + ": " + gai_strerror(rc));
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(found, &::freeaddrinfo);
+
+  listen_fd_ = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (listen_fd_ < 0) throw sys_error("socket");
+  const int one = 1;
+  if (::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) throw sys_error("SO_REUSEADDR");
+  if (::bind(listen_fd_, found->ai_addr, found->ai_addrlen) != 0) throw sys_error("bind");
+  if (::listen(listen_fd_, SOMAXCONN) != 0) throw sys_error("listen");
+
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  if (::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len) != 0) throw sys_error("getsockname");
+  const std::uint16_t actual = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                                 : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  accept_thread_ = std::thread([this] { accept_loop(); });
+  out_.event("READY " + std::to_string(actual));
+  out_.log("listening on " + config_.bind + ":" + std::to_string(actual));
+  return actual;
+}
+
+void server::request_shutdown() noexcept {
+  // Cancels every in-flight request's token (they are linked to this source), wakes the accept
+  // loop and every idle connection (they poll this token's descriptor).
+  shutdown_.Cancel(ctoken::errc::shutdown);
+}
+
+bool server::wait() {
+  if (accept_thread_.joinable()) accept_thread_.join();
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (waited_) return true;
+  const bool drained = drained_.wait_for(lock, config_.drain_timeout, [this] { return connections_.empty(); });
+  if (!drained) {
+    out_.log("drain timeout: shutting down " + std::to_string(connections_.size()) + " connection(s)");
+    for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);  // their threads fail fast and exit
+    drained_.wait(lock, [this] { return connections_.empty(); });
+  }
+  waited_ = true;
+  return drained;
+}
+
+std::size_t server::active_connections() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return connections_.size();
+}
+
+void server::accept_loop() {
+  ctoken::CancellationFd stop(shutdown_.Token());
+  for (;;) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop.Get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      out_.log(std::string("poll(listener): ") + std::strerror(errno));
+      break;
+    }
+    if (fds[1].revents & POLLIN) break;  // shutting down: stop accepting
+    sockaddr_storage addr{};
+    socklen_t len = sizeof addr;
+    const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
+      out_.log(std::string("accept: ") + std::strerror(errno));
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors or memory: back off instead of spinning on the pending connection.
+        ctoken::SleepFor(std::chrono::milliseconds(100), shutdown_.Token());
+      }
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (connections_.size() >= config_.max_connections) {
+        send_error(fd, 503, "too many connections");
+        ::close(fd);
+        continue;
+      }
+      connections_.insert(fd);
+    }
+    try {
+      std::thread(&server::serve_connection, this, fd, peer_name(addr)).detach();
+    } catch (const std::system_error& e) {
+      out_.log(std::string("cannot start a connection thread: ") + e.what());
+      send_error(fd, 503, "overloaded");
+      connection_finished(fd);
+    }
+  }
+  ::close(listen_fd_);
+  listen_fd_ = -1;
+}
+
+void server::connection_finished(int fd) {
+  ::close(fd);
+  std::lock_guard<std::mutex> lock(mutex_);
+  connections_.erase(fd);
+  if (connections_.empty()) drained_.notify_all();
+}
+
+void server::configure_socket(int fd) const {
+  // Failures here only lose an optimisation or a safety net; the connection still works.
+  const int one = 1;
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  const timeval send_timeout{static_cast<time_t>(config_.write_timeout.count() / 1000),
+                             static_cast<suseconds_t>((config_.write_timeout.count() % 1000) * 1000)};
+  (void)::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+  if (config_.tcp_keepalive) {
+    (void)::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &config_.keepalive_idle_s, sizeof(int));
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &config_.keepalive_interval_s, sizeof(int));
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &config_.keepalive_count, sizeof(int));
+  }
+}
+
+// One connection: read a request head (bounded in size and time), serve it, discard any body
+// the handler did not read, repeat while the connection may be kept alive.
+void server::serve_connection(int fd, std::string peer) {
+  struct finish_on_exit {
+    server* self;
+    int fd;
+    ~finish_on_exit() { self->connection_finished(fd); }
+  } finish{this, fd};
+  configure_socket(fd);
+  ctoken::CancellationFd stop(shutdown_.Token());  // wakes the waits below on shutdown
+
+  std::string buffer;  // received, not yet consumed: may hold a pipelined next request
+  char chunk[16 * 1024];
+  for (;;) {
+    // ---- 1. the request head --------------------------------------------------------------
+    request req;
+    parse_result parsed{parse_status::incomplete};
+    clock_type::time_point head_deadline{};  // set when the first byte of this request arrives
+    if (!buffer.empty()) head_deadline = clock_type::now() + config_.header_timeout;
+    for (;;) {
+      if (!buffer.empty()) {
+        parsed = parse_request_head(buffer, config_.parse_limits, req);
+        if (parsed.status != parse_status::incomplete) break;
+      }
+      const auto timeout =
+          buffer.empty() ? config_.idle_timeout
+                         : std::chrono::duration_cast<std::chrono::milliseconds>(head_deadline - clock_type::now());
+      const wait_result waited = wait_readable(fd, stop.Get(), timeout);
+      if (waited == wait_result::stopped || waited == wait_result::error) return;
+      if (waited == wait_result::timeout) {
+        if (!buffer.empty()) {  // a started request that never finished: slowloris
+          send_error(fd, 408, "request head not received in time");
+          out_.log(peer + " 408 header timeout");
+        }
+        return;  // an idle keep-alive connection: close quietly
+      }
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n == 0) return;  // the client closed the connection between requests
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;
+        return;  // ECONNRESET and friends
+      }
+      if (buffer.empty()) head_deadline = clock_type::now() + config_.header_timeout;
+      buffer.append(chunk, static_cast<std::size_t>(n));
+    }
+    if (parsed.status == parse_status::error) {
+      send_error(fd, parsed.error_status, parsed.error_reason);
+      out_.log(peer + " " + std::to_string(parsed.error_status) + " " + parsed.error_reason);
+      return;  // after a malformed request the byte stream cannot be trusted: close
+    }
+    buffer.erase(0, parsed.consumed);
+
+    // ---- 2. the handler -----------------------------------------------------------------
+    if (!serve_request(fd, peer, req)) return;
+
+    // ---- 3. the body the handler did not read -------------------------------------------
+    std::size_t body_left = req.content_length;
+    const std::size_t from_buffer = std::min(body_left, buffer.size());
+    buffer.erase(0, from_buffer);
+    body_left -= from_buffer;
+    const auto body_deadline = clock_type::now() + config_.header_timeout;
+    while (body_left > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(body_deadline - clock_type::now());
+      if (wait_readable(fd, stop.Get(), left) != wait_result::readable) return;
+      const ssize_t n = ::recv(fd, chunk, std::min(sizeof chunk, body_left), 0);
+      if (n == 0) return;
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;
+        return;
+      }
+      body_left -= static_cast<std::size_t>(n);
+    }
+  }
+}
+
+// Runs one request under its own token. Returns whether the connection may serve another.
+bool server::serve_request(int fd, const std::string& peer, const request& req) {
+  const auto started = clock_type::now();
+  std::uint64_t id = next_request_id_.fetch_add(1, std::memory_order_relaxed);  // relaxed: unique ids only
+  if (auto given = req.query_param("id"); given && !given->empty()) {
+    char* end = nullptr;
+    const unsigned long long parsed = std::strtoull(given->c_str(), &end, 10);
+    if (end != nullptr && *end == '\0') id = parsed;
+  }
+
+  // The request's token: cancelled by whichever comes first of the client leaving (the
+  // watcher, or a failed write), the server shutting down, or the request's own deadline.
+  ctoken::CancellationTokenSource client_gone;
+  auto source = ctoken::CancellationTokenSource::CreateLinkedTokenSource(client_gone.Token(), shutdown_.Token());
+  source.CancelAfter(config_.request_timeout);
+  const ctoken::CancellationToken token = source.Token();
+  std::atomic<std::int64_t> signal_ns{0};
+  auto mark = token.Register([&signal_ns] { signal_ns.store(monotonic_ns(), std::memory_order_relaxed); });
+
+  response_writer out(fd, client_gone, req.method == "HEAD");
+  handler_context ctx{req, token, out, req.keep_alive && !shutdown_.IsCancellationRequested(), id};
+
+  std::uint64_t watch = 0;
+  try {
+    watch = watcher_.watch(fd, client_gone);
+  } catch (const std::system_error& e) {
+    out_.log(peer + " 500 cannot watch the connection: " + e.what());
+    send_error(fd, 500, "internal error");
+    return false;
+  }
+  out_.event("START " + std::to_string(id) + " " + std::to_string(monotonic_ns()));
+  try {
+    dispatch(ctx);
+  } catch (const ctoken::OperationCanceledException& e) {
+    // The one place that turns cancellation into a log line, not an error with a stack: the
+    // ASP.NET exception-filter idea. Handlers may simply call ThrowIfCancellationRequested().
+    out_.log("request cancelled: reason=" + reason_name(e.Reason()) + " path=" + req.path);
+  } catch (const std::exception& e) {
+    out_.log("handler error: " + std::string(e.what()) + " path=" + req.path);
+    if (!out.started()) out.respond(500, "text/plain", "internal error\n", false);
+  }
+  watcher_.unwatch(watch);
+  mark.Dispose();
+
+  const int steps = ctx.steps.load(std::memory_order_relaxed);                  // relaxed: the handler is done
+  const std::int64_t cancelled_at = signal_ns.load(std::memory_order_relaxed);  // relaxed: mark is disposed
+  // A cancellation that came after the whole response was written (the client read it and
+  // closed) is not about this request.
+  const std::error_code reason =
+      out.complete() && cancelled_at >= out.complete_ns() ? std::error_code() : token.Reason();
+  int status;
+  if (ctx.completed && out.complete()) {
+    // Completed. If the client had left before the response (a handler that ignores its
+    // token), the log line still names the reason: that work was wasted.
+    status = out.status();
+    out_.event("DONE " + std::to_string(id) + " " + std::to_string(monotonic_ns()) + " steps=" + std::to_string(steps));
+  } else if (reason) {
+    status = status_for(reason);
+    out_.event("CANCELLED " + std::to_string(id) + " " + std::to_string(monotonic_ns()) + " reason=" +
+               reason_name(reason) + " steps=" + std::to_string(steps) + " signal_ns=" + std::to_string(cancelled_at));
+    // Somebody is still listening for 503/504; for 499 nobody is.
+    if (status != 499 && !out.started())
+      out.respond(status, "text/plain", std::string(status_text(status)) + "\n", false);
+  } else {
+    status = out.started() ? out.status() : 500;
+    if (!out.started()) out.respond(500, "text/plain", "handler produced no response\n", false);
+  }
+
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started).count();
+  std::string line = peer + " \"" + req.method + " " + req.target + " HTTP/1." + std::to_string(req.version_minor) +
+                     "\" " + std::to_string(status);
+  if (reason) line += " " + reason_name(reason);
+  line += " steps=" + std::to_string(steps);
+  if (ctx.total_steps > 0) line += "/" + std::to_string(ctx.total_steps);
+  line += " " + std::to_string(ms) + "ms id=" + std::to_string(id);
+  out_.log(line);
+
+  return ctx.keep_alive && out.complete() && !token.IsCancellationRequested();
+}
+
+}  // namespace http
