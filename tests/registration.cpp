@@ -280,3 +280,30 @@ TEST_CASE("a const mutable callable is copied, and the copy is what runs") {
   auto inline_run = source.Token().Register(counter);  // runs a fresh copy at once
   CHECK(last == 1);
 }
+
+namespace {
+// Fits the node and is trivially destructible, but its copy constructor is user code: takes
+// the general (two-lock) path with no destroy function.
+struct counted_copy {
+  int* copies;
+  explicit counted_copy(int* c) : copies(c) {}
+  counted_copy(const counted_copy& other) : copies(other.copies) { ++*copies; }
+  void operator()() const {}
+};
+}  // namespace
+
+TEST_CASE("a trivially destructible callable with a user copy constructor on every path") {
+  int copies = 0;
+  const counted_copy f(&copies);
+  CancellationTokenSource live;
+  auto r1 = live.Token().Register(f);  // stored
+  CancellationToken orphan;
+  { orphan = CancellationTokenSource().Token(); }
+  auto r2 = orphan.Register(f);  // orphaned: constructed, then released without running
+  CancellationTokenSource cancelled;
+  cancelled.Cancel();
+  auto r3 = cancelled.Token().Register(f);  // inline
+  live.Cancel();
+  r1.Dispose();
+  CHECK(copies >= 3);
+}

@@ -413,7 +413,7 @@ class state {
         state* s;
         heap_node* n;
         ~cleanup() {
-          n->destroy(n);
+          if (n->destroy != nullptr) n->destroy(n);
           s->return_node(n);
           s->release_ref();
         }
