@@ -123,6 +123,7 @@ std::string_view next_line(std::string_view head, std::size_t& pos) noexcept {
 // request-line = method SP request-target SP HTTP-version (RFC 9112 §3), with exactly one space
 // between the parts: the RFC allows a recipient to split on any whitespace, but a server that
 // disagrees with a proxy in front of it about where the target ends is open to smuggling.
+// (The early scan in parse_request_head has checked the method already; this stands on its own.)
 error parse_request_line(std::string_view line, request& out) {
   const std::size_t sp1 = line.find(' ');
   if (sp1 == std::string_view::npos) return {400, "bad request line"};
@@ -287,8 +288,9 @@ parse_result parse_request_head(std::string_view buffer, const limits& lim, requ
     if (line.empty()) break;  // the blank line that ends the head
 
     if (out.headers.size() == lim.max_headers) return failed(431, "too many header fields");
-    // obs-fold: a line starting with whitespace continues the previous one (or, right after the
-    // request line, hides a header from some parsers). RFC 9112 §5.2 lets a server reject it.
+    // A line starting with whitespace is obs-fold, the obsolete continuation of the previous
+    // field line (RFC 9112 §5.2), or, right after the request line, a header that parsers may
+    // disagree about (§2.2). Both may be rejected, which is simpler and safer than unfolding.
     if (is_ows(line.front())) return failed(400, "obsolete line folding");
     // field-line = field-name ":" OWS field-value OWS (RFC 9112 §5). Whitespace between the name
     // and the colon MUST be rejected (§5.1): it has been used to smuggle headers past proxies.

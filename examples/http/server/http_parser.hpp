@@ -44,6 +44,8 @@ struct header {
   std::string value;
 };
 
+// A parsed request head. The path is decoded but not normalised: "/a/../b" stays as it is and
+// "/a%2Fb" becomes "/a/b", so code that maps paths to files must refuse ".." segments itself.
 struct request {
   std::string method;              // token chars only, e.g. "GET"; case-sensitive, so "get" is not "GET"
   std::string target;              // raw request-target, e.g. "/slow?id=3&steps=10"
@@ -53,6 +55,7 @@ struct request {
   std::vector<header> headers;     // in the order received
   std::size_t content_length = 0;  // the body that follows the head; 0 without Content-Length
   bool keep_alive = true;          // whether the connection may carry another request after this one
+                                   // (an HTTP/1.0 client expects "Connection: keep-alive" in reply)
 
   // The value of the first header with that name (which must be given lower-case), or nullptr.
   const std::string* find(std::string_view lower_name) const noexcept;
