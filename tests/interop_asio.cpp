@@ -52,9 +52,9 @@ TEST_CASE("cancelling the token aborts a pending async_read on a real socket pai
   std::error_code result;
   std::size_t got = 99;
   asio::async_read(a, asio::buffer(buf), cancel.Bind([&](std::error_code ec, std::size_t n) {
-                     result = ec;
-                     got = n;
-                   }));
+    result = ec;
+    got = n;
+  }));
   // Half of the data arrives, the rest never does: only cancellation can end the read.
   asio::write(b, asio::buffer("12345678", 8));
   std::thread canceller([&] {

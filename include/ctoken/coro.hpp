@@ -69,7 +69,7 @@ class CancelledAwaiter {
   CancellationToken token_;
   std::coroutine_handle<> continuation_;
   std::atomic<bool> arrived_{false};
-  std::optional<CancellationCallback<resumer>> on_cancel_;
+  std::optional<CancellationCallback<resumer> > on_cancel_;
 };
 
 /// `co_await WhenCancelled(token)`: see CancelledAwaiter.

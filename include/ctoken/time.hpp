@@ -85,7 +85,7 @@ class TimeProvider : public detail::deadline_owner {
       detail::state* s;
       ~release_on_exit() { s->release_ref(); }
     } guard{s};
-    s->request_cancel(make_error_code(errc::timed_out), /*only_if_sourced=*/true);
+    s->request_cancel(make_error_code(errc::timed_out));  // refused once orphaned
   }
 
   static std::int64_t ticks(std::chrono::steady_clock::time_point t) noexcept {

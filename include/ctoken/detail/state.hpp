@@ -14,6 +14,9 @@
 //     whenever the node is recycled, so a stale handle can never act on somebody else's node.
 //   * the trailing link nodes of a linked source (one per parent), allocated with the state.
 //
+// The flags word also carries kOrphaned: set, under the lock, when the last source handle goes
+// away un-cancelled; from then on nothing can cancel the state.
+//
 // No lock is held while user code runs: callbacks, callable constructors and destructors
 // all run outside the lock.
 #ifndef CTOKEN_DETAIL_STATE_HPP
@@ -111,7 +114,7 @@ struct stored_callable {
   static constexpr bool trivially_destructible = std::is_trivially_destructible<Fn>::value;
   // Constructing Fn from a G and destroying it runs no user code, so both may happen under the lock.
   template <class G>
-  static constexpr bool trivial = fits && trivially_destructible && std::is_trivially_constructible<Fn, G>::value;
+  static constexpr bool trivial = fits&& trivially_destructible&& std::is_trivially_constructible<Fn, G>::value;
 
   static Fn& get(heap_node* n) noexcept {
     if constexpr (fits) {
@@ -167,6 +170,7 @@ class state {
  public:
   static constexpr std::uint32_t kCancelled = 1u;
   static constexpr std::uint32_t kLocked = 2u;
+  static constexpr std::uint32_t kOrphaned = 4u;  // last source gone un-cancelled (set under the lock)
   static constexpr std::uint64_t kRef = 1u;
   static constexpr std::uint64_t kSource = std::uint64_t{1} << 32;
 
@@ -234,7 +238,10 @@ class state {
     return (flags_.load(std::memory_order_acquire) & kCancelled) != 0;
   }
 
-  bool can_be_cancelled() const noexcept { return is_cancelled() || source_count() != 0; }
+  bool can_be_cancelled() const noexcept {
+    const std::uint32_t f = flags_.load(std::memory_order_acquire);
+    return (f & kCancelled) != 0 || (f & kOrphaned) == 0;
+  }
 
   // Only meaningful once is_cancelled() returned true: written once, before kCancelled.
   const std::error_code& reason() const noexcept { return reason_; }
@@ -244,13 +251,13 @@ class state {
   // Sets the reason, marks the state cancelled and runs every listed callback on this thread,
   // newest first. Returns true iff this call made the transition; a concurrent second caller
   // returns false at once. Rethrows the first exception a callback threw, after all have run.
-  // `only_if_sourced` (links and deadlines, which act for nobody in particular): do nothing
-  // once the last source handle is gone. Checked under the lock, so a waiter that saw the state
-  // orphaned (also under the lock) can never see it cancelled afterwards.
-  bool request_cancel(std::error_code why, bool only_if_sourced = false) {
+  // Once the last source handle is gone un-cancelled (kOrphaned, set under the lock) nothing
+  // cancels the state any more, not even a parent's link or a deadline already taken off the
+  // timer's heap: whoever was told "can never be cancelled" stays right.
+  bool request_cancel(std::error_code why) {
     if (is_cancelled()) return false;
     std::uint32_t f = lock();
-    if ((f & kCancelled) || (only_if_sourced && source_count() == 0)) {
+    if (f & (kCancelled | kOrphaned)) {
       unlock(f);
       return false;
     }
@@ -297,10 +304,12 @@ class state {
       }
       wake = bump_epoch_if_waiting();
     }
+    // A cancelled source's deadline is pointless: drop it now rather than when it falls due.
+    // Under the lock, so the provider cannot be forgotten (and destroyed) meanwhile.
+    // Lock order: a state's lock, then its provider's mutex (never the reverse).
+    if (deadline_owner* o = deadline_owner_ptr()) (void)o->disarm(this);
     unlock(f);
     if (wake) wake_all(epoch_);
-    // A cancelled source's deadline is pointless: drop it now rather than when it falls due.
-    if (deadline_owner* o = deadline_owner_ptr()) (void)o->disarm(this);
     release_ref();  // may destroy *this: nothing below touches it
 #if defined(CTOKEN_HAS_EXCEPTIONS)
     if (first) std::rethrow_exception(first);
@@ -318,7 +327,7 @@ class state {
       unlock(f);
       return enlist_result::cancelled;
     }
-    if (source_count() == 0) {
+    if (f & kOrphaned) {
       unlock(f);
       return enlist_result::orphaned;
     }
@@ -370,7 +379,7 @@ class state {
     if constexpr (ops::template trivial<G&&>) {
       // Fast path: copying Fn is a memcpy, so everything happens in one locked section.
       f = lock();
-      if (!(f & kCancelled) && source_count() != 0) {
+      if (!(f & (kCancelled | kOrphaned))) {
         n = pop_pool_locked();
         if (n == nullptr) {
           unlock(f);
@@ -378,7 +387,7 @@ class state {
           f = lock();
         }
       }
-      if (n != nullptr && !(f & kCancelled) && source_count() != 0) {
+      if (n != nullptr && !(f & (kCancelled | kOrphaned))) {
         ops::construct(n, std::forward<G>(g));
         return commit_locked(n, f);
       }
@@ -406,7 +415,7 @@ class state {
 #endif
       }
       f = lock();
-      if (!(f & kCancelled) && source_count() != 0) return commit_locked(n, f);
+      if (!(f & (kCancelled | kOrphaned))) return commit_locked(n, f);
       const bool cancelled = (f & kCancelled) != 0;
       unlock(f);
       struct cleanup {
@@ -497,14 +506,17 @@ class state {
 
   bool try_reset() noexcept {
     if (is_cancelled()) return false;
-    // acquire: pairs with the release store in set_deadline_owner.
-    if (deadline_owner* o = deadline_.load(std::memory_order_acquire)) {
-      if (!o->disarm(this)) return false;  // the deadline fired: this source is (being) cancelled
-    }
     std::uint32_t f = lock();
     if (f & kCancelled) {
       unlock(f);
       return false;
+    }
+    // Checked and disarmed under the lock, so a failing TryReset changes nothing.
+    if (deadline_owner* o = deadline_owner_ptr()) {
+      if (!o->disarm(this)) {  // the deadline fired: this source is being cancelled
+        unlock(f);
+        return false;
+      }
     }
     heap_node* to_destroy = nullptr;
     callback_node* n = head_;
@@ -551,7 +563,7 @@ class state {
         unlock(f);
         return true;
       }
-      if (source_count() == 0) {
+      if (f & kOrphaned) {
         unlock(f);
         return false;
       }
@@ -579,9 +591,11 @@ class state {
   // provider's mutex is never held while taking a state's lock.
   bool earliest_deadline(std::chrono::steady_clock::time_point& out) const noexcept {
     bool found = false;
-    if (const deadline_owner* o = deadline_owner_ptr()) found = o->armed_deadline(this, out);
     auto* self = const_cast<state*>(this);
     const std::uint32_t f = self->lock();
+    // Under the lock: on_last_source() clears the provider pointer under it before forgetting,
+    // so a provider seen here has not been forgotten (a ManualTimeProvider may die after that).
+    if (const deadline_owner* o = deadline_owner_ptr()) found = o->armed_deadline(this, out);
     link_node* l = self->links();
     for (std::uint32_t i = 0; i < link_count_; ++i) {
       std::chrono::steady_clock::time_point parent_due;
@@ -634,17 +648,21 @@ class state {
   }
 
   static void link_invoke(callback_node* n, const std::error_code& reason) {
-    static_cast<link_node*>(n)->child->request_cancel(reason, /*only_if_sourced=*/true);
+    static_cast<link_node*>(n)->child->request_cancel(reason);
   }
 
   // The last source handle is gone. If nothing cancelled the state it never will be: wake the
   // waiters (Wait() now returns false), disarm the deadline and leave every parent.
   void on_last_source() noexcept {
     std::uint32_t f = lock();
+    if (!(f & kCancelled)) f |= kOrphaned;  // stored by unlock(); from now on nothing cancels it
     const bool wake = bump_epoch_if_waiting();
+    // acq_rel: as set_deadline_owner/deadline_owner_ptr. Cleared under the lock, where
+    // earliest_deadline, request_cancel and try_reset read it, before the provider forgets us.
+    deadline_owner* const o = deadline_.exchange(nullptr, std::memory_order_acq_rel);
     unlock(f);
     if (wake) wake_all(epoch_);
-    if (deadline_owner* o = deadline_owner_ptr()) o->forget(this);
+    if (o != nullptr) o->forget(this);
     f = lock();
     const std::uint32_t count = link_count_;
     link_count_ = 0;  // guarded: earliest_deadline() no longer walks to the parents
