@@ -62,7 +62,14 @@ bool response_writer::write(std::string_view data) {
   int err = 0;
   if (send_all(fd_, data, &err)) return true;
   failed_ = true;
-  if (err == EPIPE || err == ECONNRESET) client_gone_.Cancel(ctoken::errc::connection_reset);
+  // The response cannot be delivered: the request is over for its client either way.
+  if (err == EPIPE || err == ECONNRESET) {
+    client_gone_.Cancel(ctoken::errc::connection_reset);
+  } else if (err == EAGAIN || err == EWOULDBLOCK) {
+    client_gone_.Cancel(std::make_error_code(std::errc::timed_out));  // SO_SNDTIMEO: it stopped reading
+  } else {
+    client_gone_.Cancel(std::error_code(err, std::generic_category()));
+  }
   return false;
 }
 

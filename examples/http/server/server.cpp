@@ -184,8 +184,11 @@ void server::accept_loop() {
 }
 
 void server::connection_finished(int fd) {
-  ::close(fd);
   std::lock_guard<std::mutex> lock(mutex_);
+  // Closed under the lock, together with the erase: wait() shuts down the sockets listed in
+  // connections_ under this lock after the drain timeout, and must never find a number that is
+  // already closed, and may have been reused by another open() in the process.
+  ::close(fd);
   connections_.erase(fd);
   if (connections_.empty()) drained_.notify_all();
 }
@@ -344,8 +347,11 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
     if (status != 499 && !out.started())
       out.respond(status, "text/plain", std::string(status_text(status)) + "\n", false);
   } else {
+    // Neither completed nor cancelled: the handler failed (an exception) or forgot to answer.
     status = out.started() ? out.status() : 500;
     if (!out.started()) out.respond(500, "text/plain", "handler produced no response\n", false);
+    out_.event("DONE " + std::to_string(id) + " " + std::to_string(monotonic_ns()) + " steps=" + std::to_string(steps) +
+               " status=" + std::to_string(status));
   }
 
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started).count();
