@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <future>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -32,6 +33,8 @@
 
 #include "ctoken_test.hpp"
 #include "events.hpp"
+#include "handlers.hpp"
+#include "request_registry.hpp"
 #include "response.hpp"
 #include "server.hpp"
 #include "support.hpp"
@@ -1018,4 +1021,102 @@ TEST_CASE("http server: HEAD returns the headers without a body") {
   CHECK(next->status == 404);
   CHECK(next->body == "not found\n");
   CHECK(c.buffered().empty());
+}
+
+TEST_CASE("http server: /status reports a request running, cancelled, done or unknown") {
+  running_server s;
+  client poller = connect_to(s);
+  const auto ask = [&poller](const std::string& query) {
+    REQUIRE(poller.send(http_test::get("/status?" + query)));
+    const auto r = poller.read_response();
+    REQUIRE(r);
+    return *r;
+  };
+  const auto state_of = [&s](std::uint64_t id) { return s.srv.registry().get(id).state; };
+
+  // Running: the steps so far, read from the handler while it works.
+  const std::uint64_t id = next_id();
+  client worker = connect_to(s);
+  REQUIRE(worker.send(http_test::get(slow(id, 10, 50000))));
+  REQUIRE(http_test::wait_until([&] { return s.srv.registry().get(id).steps >= 1; }));
+  const auto running = ask("id=" + std::to_string(id));
+  CHECK(running.status == 200);
+  CHECK(running.body.find("{\"id\":" + std::to_string(id) + ",\"state\":\"running\",\"steps\":") == 0);
+  CHECK(running.body.find(",\"total\":10,\"reason\":null,\"status\":null}") != std::string::npos);
+  // The /status request took no ?id= for itself: request `id` started once.
+  CHECK(s.rec.count("START", id) == 1);
+
+  // Cancelled: the final numbers, the reason and the logged status.
+  worker.close_fin();
+  const auto cancelled_event = s.rec.wait_event("CANCELLED", id);
+  REQUIRE(cancelled_event);
+  REQUIRE(http_test::wait_until([&] { return state_of(id) == http::request_state::cancelled; }));
+  CHECK(ask("id=" + std::to_string(id)).body ==
+        "{\"id\":" + std::to_string(id) +
+            ",\"state\":\"cancelled\",\"steps\":" + std::to_string(cancelled_event->steps) +
+            ",\"total\":10,\"reason\":\"client_disconnected\",\"status\":499}\n");
+
+  // Done.
+  const std::uint64_t done = next_id();
+  REQUIRE(poller.send(http_test::get(slow(done, 2, 1000))));
+  const auto answer = poller.read_response();
+  REQUIRE(answer);
+  CHECK(answer->status == 200);
+  REQUIRE(http_test::wait_until([&] { return state_of(done) == http::request_state::done; }));
+  CHECK(ask("id=" + std::to_string(done)).body == "{\"id\":" + std::to_string(done) +
+                                                      ",\"state\":\"done\",\"steps\":2,\"total\":2,\"reason\":null,"
+                                                      "\"status\":200}\n");
+
+  // Unknown, and a malformed id.
+  const std::uint64_t never = next_id();
+  CHECK(ask("id=" + std::to_string(never)).body == "{\"id\":" + std::to_string(never) +
+                                                       ",\"state\":\"unknown\",\"steps\":0,\"total\":0,\"reason\":null,"
+                                                       "\"status\":null}\n");
+  CHECK(ask("id=x").status == 400);
+}
+
+TEST_CASE("http server: the request registry is bounded and never lets an older request overwrite a newer one") {
+  http::request req;
+  ctoken::CancellationTokenSource source;
+  http::response_writer writer(-1, source, false);
+  const auto context = [&](std::uint64_t id) {
+    return std::unique_ptr<http::handler_context>(new http::handler_context{req, source.Token(), writer, false, id});
+  };
+  http::request_registry registry(2);
+  auto a = context(1);
+  auto b = context(2);
+  auto c = context(3);
+  registry.started(1, *a);
+  registry.started(2, *b);
+  a->steps = 4;
+  a->total_steps = 9;
+  CHECK(registry.get(1).steps == 4);  // read while running
+  CHECK(registry.get(1).total == 9);
+  registry.started(3, *c);  // evicts the oldest, 1: its pointer goes with it
+  CHECK(registry.get(1).state == http::request_state::unknown);
+  registry.finished(1, *a, http::request_state::done, "", 200);  // evicted, then finished: recorded again
+  a.reset();
+  CHECK(registry.size() == 2);
+  CHECK(registry.get(1).state == http::request_state::done);
+  CHECK(registry.get(1).steps == 4);
+  CHECK(registry.get(2).state == http::request_state::unknown);  // evicted by 1's return
+
+  // Two requests with the same id (clients choose ids): the newer one keeps the record.
+  auto older = context(7);
+  auto newer = context(7);
+  registry.started(7, *older);
+  registry.started(7, *newer);
+  newer->steps = 2;
+  registry.finished(7, *older, http::request_state::cancelled, "client_disconnected", 499);
+  older.reset();
+  CHECK(registry.get(7).state == http::request_state::running);
+  CHECK(registry.get(7).steps == 2);
+  registry.finished(7, *newer, http::request_state::done, "", 200);
+  newer.reset();
+  const http::request_record last = registry.get(7);
+  CHECK(last.state == http::request_state::done);
+  CHECK(last.status == 200);
+  CHECK(last.reason.empty());
+  c.reset();  // 3 is still "running" in the registry's view, but was evicted by 7: no pointer left
+  CHECK(registry.get(3).state == http::request_state::unknown);
 }

@@ -9,6 +9,7 @@
 
 #include "demo_page.hpp"
 #include "events.hpp"
+#include "http_client.hpp"
 
 namespace http {
 
@@ -151,6 +152,58 @@ void index(handler_context& ctx) {
   ctx.out.respond(200, "text/html; charset=utf-8", demo_page(), ctx.keep_alive);
 }
 
+// /status?id=N: the server's view of request N as JSON (running with its steps so far, done or
+// cancelled with the reason and status), from the registry. The demo page polls it.
+void status(handler_context& ctx) {
+  const auto text = ctx.req.query_param("id");
+  char* end = nullptr;
+  const std::uint64_t id = text ? std::strtoull(text->c_str(), &end, 10) : 0;
+  if (!text || text->empty() || end == nullptr || *end != '\0') {
+    ctx.completed = true;
+    ctx.out.respond(400, "text/plain", "status needs ?id=N\n", ctx.keep_alive);
+    return;
+  }
+  const std::string body = ctx.registry != nullptr ? ctx.registry->json(id) : request_registry().json(id);
+  ctx.completed = true;
+  ctx.out.respond(200, "application/json", body + "\n", ctx.keep_alive);
+}
+
+// /proxy?<query>: the same work one hop further: GET /slow?<query> from the backend
+// (--upstream HOST:PORT) with this request's own token. If this request's client leaves, the
+// token's registration in http_client shuts the upstream socket down: the backend sees its own
+// client leave and cancels its work too (one chain of cancellation across two servers). The
+// query string is passed on as received (the parser admits only visible ASCII in it).
+void proxy(handler_context& ctx) {
+  if (ctx.upstream_port == 0) {
+    ctx.completed = true;
+    ctx.out.respond(502, "text/plain", "no upstream configured (--upstream HOST:PORT)\n", ctx.keep_alive);
+    return;
+  }
+  ctx.total_steps = 1;
+  http_client::options opts;
+  opts.style = http_client::cancel_style::shutdown_socket;
+  opts.timeout = milliseconds::max();  // the request's token already carries the server's deadline
+  const std::string target = ctx.req.query.empty() ? "/slow" : "/slow?" + ctx.req.query;
+  const http_client::result r =
+      http_client::Get(std::string(ctx.upstream_host), ctx.upstream_port, target, ctx.token, opts);
+  // Cancelled: return; the server reports the token's reason (499, 503 or 504) as for any handler.
+  if (r.cancelled()) return;
+  ctx.completed = true;
+  if (!r.ok()) {
+    ctx.out.respond(
+        502, "text/plain",
+        std::string("upstream failed during ") + http_client::to_string(r.where) + ": " + r.error.message() + "\n",
+        ctx.keep_alive);
+    return;
+  }
+  ctx.steps = 1;
+  // The backend's Content-Type, if it is one line of visible text.
+  const std::string* type = r.find("content-type");
+  const bool clean =
+      type != nullptr && std::all_of(type->begin(), type->end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+  ctx.out.respond(r.status, clean ? *type : "application/octet-stream", r.body, ctx.keep_alive);
+}
+
 }  // namespace
 
 void dispatch(handler_context& ctx) {
@@ -159,8 +212,8 @@ void dispatch(handler_context& ctx) {
     void (*run)(handler_context&);
   };
   static constexpr route routes[] = {
-      {"/", index},        {"/slow", slow},     {"/compute", compute}, {"/sleep", sleep},
-      {"/report", report}, {"/stream", stream}, {"/now", now},
+      {"/", index},        {"/slow", slow}, {"/compute", compute}, {"/sleep", sleep}, {"/report", report},
+      {"/stream", stream}, {"/now", now},   {"/status", status},   {"/proxy", proxy},
   };
   for (const route& r : routes) {
     if (ctx.req.path != r.path) continue;

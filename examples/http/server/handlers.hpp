@@ -8,10 +8,12 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <ctoken/ctoken.hpp>
 
 #include "http_parser.hpp"
+#include "request_registry.hpp"
 #include "response.hpp"
 
 namespace http {
@@ -23,9 +25,14 @@ struct handler_context {
   bool keep_alive;   // whether the response may keep the connection open
   std::uint64_t id;  // the request id (from ?id= or assigned), used in events
 
-  std::atomic<int> steps{0};  // units of work done so far (the access log reports it)
-  int total_steps = 0;        // units of work planned, when the handler knows
-  bool completed = false;     // the handler did all its work (false: it stopped on the token)
+  std::atomic<int> steps{0};        // units of work done so far (the access log reports it)
+  std::atomic<int> total_steps{0};  // units of work planned, when the handler knows (/status reads it)
+  bool completed = false;           // the handler did all its work (false: it stopped on the token)
+
+  const request_registry* registry = nullptr;  // the server's recent requests, read-only (/status)
+
+  std::string_view upstream_host{};  // /proxy's backend (server_config::upstream_host), a numeric address
+  std::uint16_t upstream_port = 0;   // 0: no backend configured
 };
 
 // Runs the handler for ctx.req. A handler may return early when the token is cancelled, or

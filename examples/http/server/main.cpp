@@ -4,7 +4,10 @@
 //               [--request-timeout-ms N] [--header-timeout-ms N] [--idle-timeout-ms N]
 //               [--write-timeout-ms N] [--drain-timeout-ms N] [--max-header-bytes N]
 //               [--max-body-bytes N] [--keepalive-idle-s N] [--keepalive-interval-s N]
-//               [--keepalive-count N] [--no-keepalive]
+//               [--keepalive-count N] [--no-keepalive] [--upstream HOST:PORT]
+//
+// --upstream: the backend of /proxy, which calls GET /slow?<its query> there with the request's
+// own token (a numeric address; run a second http_server on that port).
 //
 // SIGINT/SIGTERM: stop accepting, cancel in-flight requests (errc::shutdown → 503), drain, exit 0.
 #include <signal.h>
@@ -25,7 +28,8 @@ void usage() {
       "                   [--half-close cancel|respond] [--request-timeout-ms N] [--header-timeout-ms N]\n"
       "                   [--idle-timeout-ms N] [--write-timeout-ms N] [--drain-timeout-ms N]\n"
       "                   [--max-header-bytes N] [--max-body-bytes N] [--keepalive-idle-s N]\n"
-      "                   [--keepalive-interval-s N] [--keepalive-count N] [--no-keepalive]\n",
+      "                   [--keepalive-interval-s N] [--keepalive-count N] [--no-keepalive]\n"
+      "                   [--upstream HOST:PORT]\n",
       stderr);
 }
 
@@ -96,6 +100,15 @@ int main(int argc, char** argv) {
       config.keepalive_count = static_cast<int>(number(flag.c_str(), value(), 1, 127));
     } else if (flag == "--no-keepalive") {
       config.tcp_keepalive = false;
+    } else if (flag == "--upstream") {
+      const std::string address = value();
+      const std::size_t colon = address.rfind(':');
+      if (colon == std::string::npos || colon == 0) {
+        std::fputs("http_server: --upstream is HOST:PORT, e.g. 127.0.0.1:8081\n", stderr);
+        return 2;
+      }
+      config.upstream_host = address.substr(0, colon);
+      config.upstream_port = static_cast<std::uint16_t>(number("--upstream", address.c_str() + colon + 1, 1, 65535));
     } else if (flag == "--help" || flag == "-h") {
       usage();
       return 0;

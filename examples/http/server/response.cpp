@@ -33,6 +33,8 @@ std::string_view status_text(int status) noexcept {
       return "Internal Server Error";
     case 501:
       return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
     case 503:
       return "Service Unavailable";
     case 504:
@@ -92,10 +94,13 @@ bool response_writer::respond(int status, std::string_view content_type, std::st
   const std::string length = "Content-Length: " + std::to_string(body.size()) + "\r\n";
   std::string message = head(status, content_type, keep_alive, length.c_str());
   if (!head_only_) message += body;
+  // Stamped before the last write: a client cannot have read the whole response (and closed)
+  // before we started sending it, so a cancellation after this instant is not about it.
+  const std::int64_t sending = monotonic_ns();
   if (!write(message)) return false;
   body_bytes_ = head_only_ ? 0 : body.size();
   complete_ = true;
-  complete_ns_ = monotonic_ns();
+  complete_ns_ = sending;
   return true;
 }
 
@@ -117,9 +122,10 @@ bool response_writer::chunk(std::string_view data) {
 }
 
 bool response_writer::end_chunked() {
+  const std::int64_t sending = monotonic_ns();  // see respond()
   if (!head_only_ && !write("0\r\n\r\n")) return false;
   complete_ = true;
-  complete_ns_ = monotonic_ns();
+  complete_ns_ = sending;
   return true;
 }
 

@@ -287,7 +287,8 @@ void server::serve_connection(int fd, std::string peer) {
 bool server::serve_request(int fd, const std::string& peer, const request& req) {
   const auto started = clock_type::now();
   std::uint64_t id = next_request_id_.fetch_add(1, std::memory_order_relaxed);  // relaxed: unique ids only
-  if (auto given = req.query_param("id"); given && !given->empty()) {
+  // ?id= names the request in events and logs; on /status it names the request asked about.
+  if (auto given = req.query_param("id"); given && !given->empty() && req.path != "/status") {
     char* end = nullptr;
     const unsigned long long parsed = std::strtoull(given->c_str(), &end, 10);
     if (end != nullptr && *end == '\0') id = parsed;
@@ -304,6 +305,9 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
 
   response_writer out(fd, client_gone, req.method == "HEAD");
   handler_context ctx{req, token, out, req.keep_alive && !shutdown_.IsCancellationRequested(), id};
+  ctx.registry = &registry_;
+  ctx.upstream_host = config_.upstream_host;
+  ctx.upstream_port = config_.upstream_port;
 
   std::uint64_t watch = 0;
   try {
@@ -314,6 +318,7 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
     return false;
   }
   out_.event("START " + std::to_string(id) + " " + std::to_string(monotonic_ns()));
+  registry_.started(id, ctx);  // reads ctx's step counters while it runs, until finished()
   try {
     dispatch(ctx);
   } catch (const ctoken::OperationCanceledException& e) {
@@ -334,6 +339,7 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
   const std::error_code reason =
       out.complete() && cancelled_at >= out.complete_ns() ? std::error_code() : token.Reason();
   int status;
+  request_state state = request_state::done;
   if (ctx.completed && out.complete()) {
     // Completed. If the client had left before the response (a handler that ignores its
     // token), the log line still names the reason: that work was wasted.
@@ -341,6 +347,7 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
     out_.event("DONE " + std::to_string(id) + " " + std::to_string(monotonic_ns()) + " steps=" + std::to_string(steps));
   } else if (reason) {
     status = status_for(reason);
+    state = request_state::cancelled;
     out_.event("CANCELLED " + std::to_string(id) + " " + std::to_string(monotonic_ns()) + " reason=" +
                reason_name(reason) + " steps=" + std::to_string(steps) + " signal_ns=" + std::to_string(cancelled_at));
     // Somebody is still listening for 503/504; for 499 nobody is.
@@ -353,6 +360,7 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
     out_.event("DONE " + std::to_string(id) + " " + std::to_string(monotonic_ns()) + " steps=" + std::to_string(steps) +
                " status=" + std::to_string(status));
   }
+  registry_.finished(id, ctx, state, reason ? reason_name(reason) : std::string(), status);
 
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started).count();
   std::string line = peer + " \"" + req.method + " " + req.target + " HTTP/1." + std::to_string(req.version_minor) +

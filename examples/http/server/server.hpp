@@ -19,6 +19,7 @@
 #include "disconnect_watcher.hpp"
 #include "events.hpp"
 #include "http_parser.hpp"
+#include "request_registry.hpp"
 
 namespace http {
 
@@ -40,6 +41,10 @@ struct server_config {
   int keepalive_idle_s = 30;
   int keepalive_interval_s = 5;
   int keepalive_count = 3;
+  // The backend that /proxy calls with each request's own token (--upstream HOST:PORT): a
+  // numeric address; port 0: none (/proxy answers 502).
+  std::string upstream_host = "127.0.0.1";
+  std::uint16_t upstream_port = 0;
 };
 
 class server {
@@ -65,6 +70,9 @@ class server {
   std::size_t active_connections() const;
   std::size_t watching() const { return watcher_.watching(); }
 
+  // The last 1024 requests by id: running (steps so far), done or cancelled (reason, status).
+  const request_registry& registry() const noexcept { return registry_; }
+
  private:
   void accept_loop();
   void serve_connection(int fd, std::string peer);
@@ -76,6 +84,7 @@ class server {
   output& out_;
   ctoken::CancellationTokenSource shutdown_;
   disconnect_watcher watcher_;
+  request_registry registry_;
   int listen_fd_ = -1;
   std::thread accept_thread_;
   std::atomic<std::uint64_t> next_request_id_{1};
