@@ -17,13 +17,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
-#include <map>
-#include <mutex>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -34,6 +30,7 @@
 #include <ctoken/ctoken.hpp>
 #include <ctoken/fd.hpp>
 
+#include "capture.hpp"
 #include "ctoken_test.hpp"
 #include "events.hpp"
 #include "http_client.hpp"
@@ -45,6 +42,7 @@ using http_client::cancel_style;
 using http_client::outcome;
 using http_client::phase;
 using http_test::monotonic_ns;
+using http_test::recorder;
 using http_test::steady;
 using std::chrono::milliseconds;
 
@@ -345,109 +343,16 @@ void check_cancelled(const measured& m, phase expected_phase) {
   CHECK(m.latency() < kReturnBoundNs);
 }
 
+// A Get of `target` from the stub, cancelled `settle` after the stub's `counter` reached `expected`.
+measured cancel_get_when(const stub_server& stub, const std::atomic<int>& counter, int expected, milliseconds settle,
+                         cancel_style style, const char* target = "/") {
+  return cancel_when([&] { return counter.load() >= expected; }, settle,
+                     [&](const ctoken::CancellationToken& token) {
+                       return http_client::Get("127.0.0.1", stub.port(), target, token, with_style(style));
+                     });
+}
+
 // ---- the example servers, in-process, with their events captured -----------------------------
-
-struct event {
-  std::string kind;
-  std::uint64_t id = 0;
-  std::int64_t ns = 0;
-  std::string reason;
-  int steps = -1;
-  std::int64_t signal_ns = 0;
-  std::string line;
-};
-
-class recorder {
- public:
-  http::output::sink events_sink() {
-    return [this](const std::string& line) { add(line, true); };
-  }
-  http::output::sink log_sink() {
-    return [this](const std::string& line) { add(line, false); };
-  }
-
-  std::optional<event> wait_event(const std::string& kind, std::uint64_t id, milliseconds timeout = 10s) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    std::optional<event> found;
-    cv_.wait_for(lock, timeout, [&] {
-      found = find_locked(kind, id);
-      return found.has_value();
-    });
-    return found;
-  }
-  std::size_t count(const std::string& kind, std::uint64_t id) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::size_t n = 0;
-    for (const event& e : events_) n += e.kind == kind && e.id == id ? 1u : 0u;
-    return n;
-  }
-  // The access-log line of request `id`, waiting at most `timeout`.
-  std::optional<std::string> wait_access_log(std::uint64_t id, milliseconds timeout = 5s) {
-    const std::string suffix = " id=" + std::to_string(id);
-    std::unique_lock<std::mutex> lock(mutex_);
-    std::optional<std::string> found;
-    cv_.wait_for(lock, timeout, [&] {
-      for (const std::string& line : log_) {
-        if (line.size() >= suffix.size() && line.compare(line.size() - suffix.size(), suffix.size(), suffix) == 0) {
-          found = line;
-          return true;
-        }
-      }
-      return false;
-    });
-    return found;
-  }
-  std::string dump() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::string text;
-    for (const event& e : events_) text += "\n  " + e.line;
-    for (const std::string& line : log_) text += "\n  log: " + line;
-    return text;
-  }
-
- private:
-  void add(const std::string& line, bool is_event) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (is_event) {
-        events_.push_back(parse(line));
-      } else {
-        log_.push_back(line);
-      }
-    }
-    cv_.notify_all();
-  }
-  static event parse(const std::string& line) {
-    event e;
-    e.line = line;
-    std::istringstream in(line);
-    in >> e.kind;
-    if (e.kind == "READY") return e;
-    in >> e.id >> e.ns;
-    std::string field;
-    while (in >> field) {
-      const std::size_t eq = field.find('=');
-      if (eq == std::string::npos) continue;
-      const std::string key = field.substr(0, eq);
-      const std::string value = field.substr(eq + 1);
-      if (key == "reason") e.reason = value;
-      if (key == "steps") e.steps = std::atoi(value.c_str());
-      if (key == "signal_ns") e.signal_ns = std::atoll(value.c_str());
-    }
-    return e;
-  }
-  std::optional<event> find_locked(const std::string& kind, std::uint64_t id) const {
-    for (const event& e : events_) {
-      if (e.kind == kind && e.id == id) return e;
-    }
-    return std::nullopt;
-  }
-
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::vector<event> events_;
-  std::vector<std::string> log_;
-};
 
 http::server_config test_config() {
   http::server_config cfg;
@@ -654,11 +559,7 @@ TEST_CASE("http client: cancelling while waiting for the response head") {
       std::vector<std::int64_t> noticed;  // Cancel → the server saw its client leave
       for (int round = 0; round < kRounds; ++round) {
         const int expected = ++requests;
-        const auto m =
-            cancel_when([&] { return stub.heads.load() >= expected; }, 20ms,
-                        [&](const ctoken::CancellationToken& token) {
-                          return http_client::Get("127.0.0.1", stub.port(), "/wait", token, with_style(style));
-                        });
+        const auto m = cancel_get_when(stub, stub.heads, expected, 20ms, style, "/wait");
         check_cancelled(m, phase::head);
         CHECK(m.r.status == 0);
         samples.push_back(m.latency());
@@ -682,10 +583,7 @@ TEST_CASE("http client: cancelling after the head when the body stalls") {
     std::vector<std::int64_t> samples;
     for (int round = 0; round < kRounds; ++round) {
       const int expected = ++requests;
-      const auto m = cancel_when([&] { return stub.answered.load() >= expected; }, 20ms,
-                                 [&](const ctoken::CancellationToken& token) {
-                                   return http_client::Get("127.0.0.1", stub.port(), "/", token, with_style(style));
-                                 });
+      const auto m = cancel_get_when(stub, stub.answered, expected, 20ms, style);
       check_cancelled(m, phase::body);
       CHECK(m.r.status == 200);  // what arrived is kept
       CHECK(m.r.body.empty());
@@ -703,10 +601,7 @@ TEST_CASE("http client: cancelling while a body arrives slowly") {
     std::vector<std::int64_t> samples;
     for (int round = 0; round < kRounds; ++round) {
       const int expected = ++requests;
-      const auto m = cancel_when([&] { return stub.slow_started.load() >= expected; }, 0ms,
-                                 [&](const ctoken::CancellationToken& token) {
-                                   return http_client::Get("127.0.0.1", stub.port(), "/", token, with_style(style));
-                                 });
+      const auto m = cancel_get_when(stub, stub.slow_started, expected, 0ms, style);
       check_cancelled(m, phase::body);
       CHECK(m.r.body.size() > 0);
       CHECK(m.r.body.size() < 100000);
