@@ -209,8 +209,15 @@ class state {
   // the teardown (unlink from parents, disarm the deadline, wake waiters), so the state cannot
   // die underneath it.
   void release_source() noexcept {
-    // relaxed: only a starting guess for the CAS loop.
-    std::uint64_t c = counts_.load(std::memory_order_relaxed);
+    // acquire: pairs with the acq_rel decrements of every other reference, for the fast path.
+    std::uint64_t c = counts_.load(std::memory_order_acquire);
+    if (c == kSource && link_count_ == 0 && deadline_owner_ptr() == nullptr) {
+      // Fast path: the last handle, and no other reference at all, so no token, registration,
+      // waiter or running Cancel can reach this state; nor can a parent (no links) or the timer
+      // (no provider). Nobody can observe the teardown: skip it.
+      destroy(this);
+      return;
+    }
     for (;;) {
       if ((c >> 32) > 1) {
         // acq_rel: as release_ref (this can never bring the word to zero).
@@ -660,13 +667,11 @@ class state {
     // acq_rel: as set_deadline_owner/deadline_owner_ptr. Cleared under the lock, where
     // earliest_deadline, request_cancel and try_reset read it, before the provider forgets us.
     deadline_owner* const o = deadline_.exchange(nullptr, std::memory_order_acq_rel);
-    unlock(f);
-    if (wake) wake_all(epoch_);
-    if (o != nullptr) o->forget(this);
-    f = lock();
     const std::uint32_t count = link_count_;
     link_count_ = 0;  // guarded: earliest_deadline() no longer walks to the parents
     unlock(f);
+    if (wake) wake_all(epoch_);
+    if (o != nullptr) o->forget(this);
     link_node* l = links();
     for (std::uint32_t i = 0; i < count; ++i) {
       l[i].parent->delist(&l[i]);
@@ -677,22 +682,22 @@ class state {
   // ---- the lock bit -----------------------------------------------------------------------
 
   // Spins (pause, then yield) until the lock bit is ours; returns flags_ as now held.
+  // Test-and-set with fetch_or: one RMW takes the cache line exclusively at once (a load then
+  // a CAS would move it twice). A fetch_or that finds the bit set changes nothing, because
+  // every other bit of flags_ is only written by the holder; then wait with plain loads.
   std::uint32_t lock() noexcept {
-    std::uint32_t f = flags_.load(std::memory_order_relaxed);  // relaxed: a guess for the CAS
     for (unsigned spins = 0;;) {
-      if ((f & kLocked) == 0) {
-        // acquire: pairs with the release store in unlock(), so the previous holder's writes
-        // to the guarded fields are visible.
-        if (flags_.compare_exchange_weak(f, f | kLocked, std::memory_order_acquire, std::memory_order_relaxed))
-          return f | kLocked;
-        continue;
-      }
-      if (++spins < 64) {
-        cpu_relax();
-      } else {
-        std::this_thread::yield();
-      }
-      f = flags_.load(std::memory_order_relaxed);  // relaxed: a guess for the CAS
+      // acquire: pairs with the release store in unlock(), so the previous holder's writes
+      // to the guarded fields are visible.
+      const std::uint32_t before = flags_.fetch_or(kLocked, std::memory_order_acquire);
+      if ((before & kLocked) == 0) return before | kLocked;
+      do {
+        if (++spins < 64) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();
+        }
+      } while ((flags_.load(std::memory_order_relaxed) & kLocked) != 0);  // relaxed: only a hint
     }
   }
 
