@@ -202,8 +202,9 @@ void BM_inplace(benchmark::State& state) {
 }
 
 // handle: register through a movable handle and dispose of it. ctoken: token.Register(f),
-// returning a CancellationTokenRegistration (nodes are pooled per source, so the steady state
-// should not allocate). std: std::make_unique<std::stop_callback<F>> (one allocation each).
+// returning a CancellationTokenRegistration (nodes are pooled per source: only the first
+// Register on a source allocates, so allocs_per_op rounds to 0). std: a
+// std::make_unique<std::stop_callback<F>> (one allocation each).
 // The summary also compares the ctoken handle with the in-place std::stop_callback ("inplace/std").
 template <class Lib>
 void BM_handle(benchmark::State& state) {
@@ -389,7 +390,14 @@ class RatioReporter : public benchmark::BenchmarkReporter {
           samples.runs[metric].push_back(value);
         }
       };
-      record(kRealTime, run.GetAdjustedRealTime() * nanoseconds_per(run.time_unit));
+      const double unit = nanoseconds_per(run.time_unit);
+      record(kRealTime, run.GetAdjustedRealTime() * unit);
+      // CPU time summed over the threads; not comparable with manual timing (whose CPU time
+      // includes the untimed set-up), so not kept for those runs.
+      if (run.run_name.time_type != "manual_time") {
+        record(kCpuTime, run.GetAdjustedCPUTime() * unit);
+        record(kThreads, static_cast<double>(run.threads));
+      }
       for (const auto& counter : run.counters) record(counter.first, counter.second.value);
     }
   }
@@ -405,6 +413,8 @@ class RatioReporter : public benchmark::BenchmarkReporter {
 
  private:
   static constexpr const char* kRealTime = "real_time";
+  static constexpr const char* kCpuTime = "cpu_time";
+  static constexpr const char* kThreads = "threads";
 
   struct Samples {
     std::map<std::string, double> medians;            // from the "median" aggregate
@@ -421,8 +431,18 @@ class RatioReporter : public benchmark::BenchmarkReporter {
     return std::nan("");
   }
 
+  // A run whose threads were not all on a CPU all the time: real time x threads (the wall time
+  // each thread had) exceeds the CPU time they got by more than 10%. Something else ran on the
+  // machine, and the real time is inflated (or, for the 2-thread row, the threads did not
+  // really run at the same time, which hides the contention).
+  bool disturbed(const char* name) const {
+    const double cpu = value(name, kCpuTime);
+    return !std::isnan(cpu) && value(name, kRealTime) * value(name, kThreads) > 1.1 * cpu;
+  }
+
   void print_table(std::ostream& out) const {
     bool header = false;
+    bool any_disturbed = false;
     for (const Comparison& c : kComparisons) {
       const std::string metric = c.counter != nullptr ? c.counter : kRealTime;
       const double ct_ns = value(c.ctoken_run, metric);
@@ -451,10 +471,16 @@ class RatioReporter : public benchmark::BenchmarkReporter {
       }
       char allocs[32];
       std::snprintf(allocs, sizeof allocs, "%.2f/%.2f", ct_allocs, st_allocs);
+      const bool noisy = c.counter == nullptr && (disturbed(c.ctoken_run) || disturbed(c.std_run));
+      any_disturbed = any_disturbed || noisy;
       char row[160];
-      std::snprintf(row, sizeof row, "%-42s %10.2f %10.2f %7.3f %7s  %-6s %14s\n", c.label, ct_ns, st_ns, ratio, goal,
-                    verdict, allocs);
+      std::snprintf(row, sizeof row, "%-42s %10.2f %10.2f %7.3f %7s  %-6s %14s%s\n", c.label, ct_ns, st_ns, ratio, goal,
+                    verdict, allocs, noisy ? "  *" : "");
       out << row;
+    }
+    if (any_disturbed) {
+      out << "* real time x threads > 1.1 x CPU time: the threads were not on a CPU all the time (the machine was\n"
+             "  busy with something else); rerun these rows on a quiet machine\n";
     }
     out.flush();
   }
