@@ -27,13 +27,9 @@
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
-#define CTOKEN_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CTOKEN_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define CTOKEN_NOINLINE __attribute__((noinline))
 #else
-#define CTOKEN_LIKELY(x) (x)
 #define CTOKEN_UNLIKELY(x) (x)
-#define CTOKEN_NOINLINE
 #endif
 
 namespace ctoken {
