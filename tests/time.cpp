@@ -254,3 +254,14 @@ TEST_CASE("a deadline racing the destruction of the last source never cancels an
     CHECK(waited.load() == (token.IsCancellationRequested() ? 1 : 0));
   }
 }
+
+TEST_CASE("CancelAfter racing Cancel never leaves a deadline armed on a cancelled source") {
+  ManualTimeProvider clock;
+  for (int round = 0; round < 500; ++round) {
+    CancellationTokenSource source(clock);
+    std::thread canceller([&] { source.Cancel(); });
+    source.CancelAfter(1s);
+    canceller.join();
+    CHECK(clock.ArmedCount() == 0);
+  }
+}

@@ -104,8 +104,7 @@ class CancellationFd {
   };
 
   void reset() noexcept {
-    registration_.Dispose();  // waits for a running write(); afterwards none can start
-    registration_ = CancellationTokenRegistration();
+    registration_ = CancellationTokenRegistration();  // disposes: waits for a running write()
     close_all();
   }
 

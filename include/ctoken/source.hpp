@@ -115,13 +115,15 @@ class CancellationTokenSource {
       s->request_cancel(make_error_code(errc::timed_out));
       return;
     }
-    if (s->deadline_owner_ptr() == nullptr) TimeProvider::System().attach(s);
-    auto* time = static_cast<TimeProvider*>(s->deadline_owner_ptr());
+    detail::deadline_owner* const owner = s->deadline_owner_ptr();
     if (delay == std::chrono::nanoseconds::max()) {
-      (void)time->disarm(s);
-    } else {
-      time->arm_after(s, delay);
+      if (owner != nullptr) (void)static_cast<TimeProvider*>(owner)->disarm(s);  // nothing armed otherwise
+      return;
     }
+    // The first CancelAfter of a source without a provider adopts System() inside arm_after,
+    // under the same mutex acquisition.
+    TimeProvider& time = owner != nullptr ? *static_cast<TimeProvider*>(owner) : TimeProvider::System();
+    time.arm_after(s, delay);
   }
 
   /// The source's armed deadline, or the earliest one of its linked ancestors; empty if none.

@@ -111,7 +111,13 @@ class TimeProvider : public detail::deadline_owner {
   void arm_after(detail::state* s, std::chrono::nanoseconds delay) {
     const std::int64_t now = ticks(Now());
     std::lock_guard<std::mutex> lock(mutex_);
-    if (s->timer_fired) return;  // fired already: the source is (being) cancelled
+    if (s->deadline_owner_ptr() == nullptr) {  // first deadline of a source with no provider yet
+      s->set_deadline_owner(this);
+      attached_.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter read under mutex_
+    }
+    // Fired already, or cancelled meanwhile: a Cancel() sets kCancelled before it takes this
+    // mutex to disarm, so either we see the flag here or its disarm removes what we arm.
+    if (s->timer_fired || s->is_cancelled()) return;
     if (delay.count() > INT64_MAX - now) {
       heap_.remove(s);
       return;

@@ -28,7 +28,12 @@ disconnect_watcher::disconnect_watcher(half_close_policy policy) : policy_(polic
     ::close(epoll_fd_);
     throw std::system_error(err, std::generic_category(), "epoll_ctl(stop fd)");
   }
-  thread_ = std::thread([this] { run(); });
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (...) {
+    ::close(epoll_fd_);  // the destructor will not run
+    throw;
+  }
 }
 
 disconnect_watcher::~disconnect_watcher() {
@@ -40,15 +45,18 @@ disconnect_watcher::~disconnect_watcher() {
 std::uint64_t disconnect_watcher::watch(int fd, const ctoken::CancellationTokenSource& client_gone) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::uint64_t id = next_id_++;
+  // The entry first: if it cannot be stored (bad_alloc), epoll never learns of the socket.
+  const auto stored = entries_.emplace(id, entry{fd, client_gone}).first;
   epoll_event ev{};
   // Level-triggered: a disconnect that happened before this call is reported at once.
   // EPOLLERR and EPOLLHUP are always reported; EPOLLIN is deliberately absent.
   ev.events = EPOLLRDHUP;
   ev.data.u64 = id;
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-    throw std::system_error(errno, std::generic_category(), "epoll_ctl(ADD)");
+    const int err = errno;
+    entries_.erase(stored);
+    throw std::system_error(err, std::generic_category(), "epoll_ctl(ADD)");
   }
-  entries_.emplace(id, entry{fd, client_gone});
   return id;
 }
 

@@ -231,12 +231,6 @@ class state {
     }
   }
 
-  std::uint32_t source_count() const noexcept {
-    // acquire: pairs with the acq_rel decrement in release_source, so a reader that sees the
-    // last source gone also sees what its owner did before letting go.
-    return static_cast<std::uint32_t>(counts_.load(std::memory_order_acquire) >> 32);
-  }
-
   // ---- observing ------------------------------------------------------------------------
 
   bool is_cancelled() const noexcept {
