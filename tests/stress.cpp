@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -1519,6 +1520,107 @@ TEST_CASE("stress: a token reported as never cancellable is never cancelled afte
     fails.expect(!t.IsCancellationRequested(), "an orphaned token fired after Wait() had returned false");
   INFO("rounds: " << rounds << ", reported orphaned: " << orphaned);
   CTOKEN_STRESS_REQUIRE_CLEAN(fails);
+}
+
+// ============================================================================================
+// 12. In-place callbacks and linked children hold no reference of their own: the source's
+//     state lives on through them after its last source and token are gone, and the last one
+//     of them to leave frees it. Here the last holder is decided by the race: the source's
+//     last handle (sometimes after a Cancel whose callback destroys that very handle), an
+//     in-place callback whose token is already gone, or a linked child whose handle is its
+//     only reference (it leaves its parent without the full teardown). ASan catches a state
+//     freed too early; the live heap, one freed too late (or never).
+// ============================================================================================
+TEST_CASE("stress: in-place callbacks and linked children outlive the last source and token", "[stress][linked]") {
+  Failures fails;
+  struct Fixture {
+    std::optional<CancellationTokenSource> source;
+    std::array<CancellationToken, 3> tokens;  // tokens[i] belongs to worker i, which drops it
+    bool cancel = false;
+    bool killer = false;  // Cancel's own callback destroys the source's last handle
+    std::optional<CancellationCallback<std::function<void()>>> kill;
+    std::atomic<bool> cancel_returned{false};
+    std::atomic<int> inplace_ran{0};
+    std::atomic<int> child_ran{0};
+  } fx;
+  Rng main_rng(12);
+  long long baseline = 0;
+  bool measured = false;
+
+  const long rounds = run_rounds(
+      3, budget(), fails,
+      [&] {
+        fx.source.emplace();
+        for (CancellationToken& t : fx.tokens) t = fx.source->Token();
+        fx.cancel = pick(main_rng, 3) != 0;
+        fx.killer = fx.cancel && pick(main_rng, 2) == 0;
+        if (fx.killer) fx.kill.emplace(fx.tokens[0], [&fx] { fx.source.reset(); });
+        fx.cancel_returned.store(false);
+        fx.inplace_ran.store(0);
+        fx.child_ran.store(0);
+      },
+      [&](unsigned me, Rng& rng) {
+        if (me == 0) {  // the source's owner
+          fx.tokens[0] = CancellationToken();
+          jitter(rng, 800);
+          if (fx.cancel) {
+            fails.expect(fx.source->Cancel(), "the only Cancel() call returned false");
+            fx.cancel_returned.store(true);
+            jitter(rng, 200);
+          }
+          fx.source.reset();  // no-op when the killer callback already did it
+          return;
+        }
+        if (me == 1) {  // in-place callbacks whose token dies first
+          for (int i = 0; i < 3; ++i) {
+            CancellationToken t = fx.tokens[1];
+            const bool late = fx.cancel_returned.load();
+            std::atomic<int> ran{0};
+            {
+              const CancellationCallback cb(t, [&ran] { ran.fetch_add(1); });
+              t = CancellationToken();
+              if (late) fails.expect(ran.load() == 1, "a callback on a cancelled token did not run at once");
+              jitter(rng, 300);
+            }
+            const int seen = ran.load();
+            fails.expect(seen <= 1, "an in-place callback ran more than once");
+            fx.inplace_ran.fetch_add(seen);
+            jitter(rng, 100);
+            fails.expect(ran.load() == seen, "an in-place callback ran after its destructor returned");
+          }
+          fx.tokens[1] = CancellationToken();
+          return;
+        }
+        // me == 2: a linked child whose handle is its only reference (the fast teardown), or
+        // one with a callback or a grandchild of its own (the full one).
+        const unsigned shape = pick(rng, 3);
+        std::optional<CancellationTokenSource> child(CancellationTokenSource::CreateLinkedTokenSource(fx.tokens[2]));
+        fx.tokens[2] = CancellationToken();
+        std::optional<CancellationCallback<std::function<void()>>> on_child;
+        std::optional<CancellationTokenSource> grandchild;
+        if (shape == 1) on_child.emplace(child->Token(), [&fx] { fx.child_ran.fetch_add(1); });
+        if (shape == 2) grandchild.emplace(CancellationTokenSource::CreateLinkedTokenSource(child->Token()));
+        jitter(rng, 800);
+        child.reset();  // may race the parent's Cancel running this child's link
+        jitter(rng, 100);
+        grandchild.reset();
+        on_child.reset();
+        fails.expect(fx.child_ran.load() <= 1, "a linked child's callback ran more than once");
+      },
+      [&] {
+        fails.expect(fx.cancel || fx.inplace_ran.load() == 0, "a callback ran on a source nobody cancelled");
+        fails.expect(fx.cancel || fx.child_ran.load() == 0, "a linked child was cancelled by nobody");
+        fx.kill.reset();  // may free the state: the last enlisted node
+        fails.expect(!fx.source.has_value(), "the source survived its round");
+        if (!measured) {  // every pool and buffer of the harness exists now
+          baseline = live_heap();
+          measured = true;
+        }
+      });
+  const long long after = live_heap();
+  INFO("rounds: " << rounds << ", live heap before " << baseline << " after " << after << " " << kLiveHeapUnit);
+  CTOKEN_STRESS_REQUIRE_CLEAN(fails);
+  CHECK(after - baseline <= kLiveHeapSlack);
 }
 
 }  // namespace

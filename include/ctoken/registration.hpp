@@ -121,28 +121,24 @@ class CancellationCallback {
       detail::call_with_reason(node_.callback, why);
       return;
     }
-    s->add_ref();
+    // `token` keeps the state alive during the call; once listed, the node itself does (the
+    // state counts its enlisted in-place nodes), so no reference is taken here.
     switch (s->enlist(&node_)) {
       case detail::enlist_result::listed:
         state_ = s;
         return;
       case detail::enlist_result::cancelled: {
-        const std::error_code why = s->reason();
-        s->release_ref();
+        const std::error_code why = s->reason();  // a copy: the callback may end the state's life
         detail::call_with_reason(node_.callback, why);
         return;
       }
       case detail::enlist_result::orphaned:
-        s->release_ref();
         return;
     }
   }
 
   ~CancellationCallback() {
-    if (state_ != nullptr) {
-      state_->delist(&node_);
-      state_->release_ref();
-    }
+    if (state_ != nullptr) state_->delist(&node_);  // may destroy the state: the node's hold ends
   }
 
   CancellationCallback(const CancellationCallback&) = delete;

@@ -5,8 +5,15 @@
 //                "guarded" below. Every write to flags_ happens while holding the lock, so the
 //                holder may unlock with a plain store (one atomic RMW per lock/unlock pair).
 //   * counts_  — one 64-bit word: source handles in the high half, every other reference
-//                (tokens, registrations, in-place callbacks, running Cancel calls) in the low
-//                half. A token copy is one fetch_add. The state dies when the word reaches 0.
+//                (tokens, registration handles, waiters, running Cancel calls, the timer) in
+//                the low half. A token copy is one fetch_add. The state dies at 0.
+//   * owned_nodes_ — (guarded) how many caller-owned nodes (CancellationCallback objects and
+//                the link nodes of linked children) are enlisted and not yet delisted. Such a
+//                node takes no reference of its own: while a source handle exists the state
+//                is alive anyway, and when the last one goes, on_last_source() takes a single
+//                reference on behalf of all of them (kNodesRef), which the delist that brings
+//                the count to 0 drops. Register + unregister in place is then two lock round
+//                trips and no reference-count traffic.
 //   * an intrusive doubly-linked list of callback nodes (O(1) push and unlink), newest first,
 //     so Cancel() pops from the head and runs the last registered callback first.
 //   * a per-state pool of heap nodes for Register(), so steady-state Register/Dispose does not
@@ -15,7 +22,9 @@
 //   * the trailing link nodes of a linked source (one per parent), allocated with the state.
 //
 // The flags word also carries kOrphaned: set, under the lock, when the last source handle goes
-// away un-cancelled; from then on nothing can cancel the state.
+// away un-cancelled; from then on nothing can cancel the state. kHadOwned (sticky) says a
+// caller-owned node was ever enlisted, so the last source may not skip the teardown; kNodesRef
+// says the state holds the reference described under owned_nodes_.
 //
 // No lock is held while user code runs: callbacks, callable constructors and destructors
 // all run outside the lock.
@@ -92,7 +101,7 @@ struct heap_node : callback_node {
 
 // One per parent of a linked source; lives in the child's state allocation.
 struct link_node : callback_node {
-  state* parent = nullptr;  // holds a reference on the parent until teardown
+  state* parent = nullptr;  // kept alive by this node (an owned node of the parent) until delisted
   state* child = nullptr;
 };
 
@@ -170,7 +179,9 @@ class state {
  public:
   static constexpr std::uint32_t kCancelled = 1u;
   static constexpr std::uint32_t kLocked = 2u;
-  static constexpr std::uint32_t kOrphaned = 4u;  // last source gone un-cancelled (set under the lock)
+  static constexpr std::uint32_t kOrphaned = 4u;   // last source gone un-cancelled (set under the lock)
+  static constexpr std::uint32_t kHadOwned = 8u;   // a caller-owned node was enlisted once (sticky)
+  static constexpr std::uint32_t kNodesRef = 16u;  // holding one reference for owned_nodes_ (see top)
   static constexpr std::uint64_t kRef = 1u;
   static constexpr std::uint64_t kSource = std::uint64_t{1} << 32;
 
@@ -209,12 +220,18 @@ class state {
   // the teardown (unlink from parents, disarm the deadline, wake waiters), so the state cannot
   // die underneath it.
   void release_source() noexcept {
-    // acquire: pairs with the acq_rel decrements of every other reference, for the fast path.
+    // acquire: pairs with the acq_rel decrements of every other reference (a release sequence
+    // of RMWs), so whatever their holders wrote (kHadOwned among it) is visible below.
     std::uint64_t c = counts_.load(std::memory_order_acquire);
-    if (c == kSource && link_count_ == 0 && deadline_owner_ptr() == nullptr) {
+    // relaxed: kHadOwned is set by an enlist made through a token, whose reference was dropped
+    // after it (made visible by the acquire above); no token is left to enlist another.
+    if (c == kSource && deadline_owner_ptr() == nullptr && (flags_.load(std::memory_order_relaxed) & kHadOwned) == 0) {
       // Fast path: the last handle, and no other reference at all, so no token, registration,
-      // waiter or running Cancel can reach this state; nor can a parent (no links) or the timer
-      // (no provider). Nobody can observe the teardown: skip it.
+      // waiter or running Cancel can reach this state, nor the timer (no provider), and no
+      // caller-owned node was ever enlisted. Only our parents can, through our link nodes:
+      // leave them (waiting for a link callback that is cancelling us right now), and nobody
+      // can observe the rest of the teardown: skip it.
+      leave_parents(link_count_);
       destroy(this);
       return;
     }
@@ -321,9 +338,11 @@ class state {
   // ---- registration: nodes owned by the caller (CancellationCallback, links) ---------------
 
   // Puts n into the list unless the state is cancelled (caller runs the callback itself) or
-  // orphaned (nothing will ever run it, so nothing is stored).
+  // orphaned (nothing will ever run it, so nothing is stored). The caller must hold a reference
+  // for the time of the call (a token); after `listed` the node keeps the state alive until
+  // its delist() (see owned_nodes_), and delist() must be called exactly once.
   enlist_result enlist(callback_node* n) noexcept {
-    const std::uint32_t f = lock();
+    std::uint32_t f = lock();
     if (f & kCancelled) {
       unlock(f);
       return enlist_result::cancelled;
@@ -333,12 +352,15 @@ class state {
       return enlist_result::orphaned;
     }
     push_front(n);
+    ++owned_nodes_;
+    f |= kHadOwned;  // stored by unlock()
     unlock(f);
     return enlist_result::listed;
   }
 
   // Takes n out of the list. If its callback is running on another thread, blocks until it
-  // has returned; from inside the callback itself, returns at once. No-op when it already ran.
+  // has returned; from inside the callback itself, returns at once. No-op on the list when it
+  // already ran or was dropped by TryReset. Ends the node's hold on the state: may destroy it.
   void delist(callback_node* n) noexcept {
     std::uint32_t f = lock();
     for (;;) {
@@ -354,7 +376,10 @@ class state {
       }
       f = wait_while_running_locked(f);
     }
+    const bool last = --owned_nodes_ == 0 && (f & kNodesRef) != 0;
+    if (last) f &= ~kNodesRef;
     unlock(f);
+    if (last) release_ref();  // the one on_last_source() took for the owned nodes
   }
 
   // ---- registration: pooled nodes owned by a CancellationTokenRegistration ---------------
@@ -489,18 +514,18 @@ class state {
     l->invoke = &link_invoke;
     l->parent = parent;
     l->child = this;
-    parent->add_ref();
+    // The caller's token keeps the parent alive for the call; once listed, the link node does
+    // (an owned node of the parent) until leave_parents() delists it.
     switch (parent->enlist(l)) {
       case enlist_result::listed:
         ++link_count_;
         return;
       case enlist_result::cancelled:
         request_cancel(parent->reason());  // nothing is registered here yet: cannot throw
-        break;
+        return;
       case enlist_result::orphaned:
-        break;
+        return;
     }
-    parent->release_ref();
   }
 
   // ---- TryReset -------------------------------------------------------------------------
@@ -657,6 +682,12 @@ class state {
   void on_last_source() noexcept {
     std::uint32_t f = lock();
     if (!(f & kCancelled)) f |= kOrphaned;  // stored by unlock(); from now on nothing cancels it
+    if (owned_nodes_ != 0) {
+      // No source keeps the state alive any more: one reference for all the owned nodes, which
+      // the last delist() drops. None can be enlisted from now on (cancelled or orphaned).
+      add_ref();
+      f |= kNodesRef;
+    }
     const bool wake = bump_epoch_if_waiting();
     // acq_rel: as set_deadline_owner/deadline_owner_ptr. Cleared under the lock, where
     // earliest_deadline, request_cancel and try_reset read it, before the provider forgets us.
@@ -670,11 +701,14 @@ class state {
     unlock(f);
     if (wake) wake_all(epoch_);
     if (o != nullptr) o->forget(this);
+    leave_parents(count);
+  }
+
+  // Delists the first `count` link nodes from their parents (waiting for one whose callback is
+  // cancelling this state right now). A parent may be destroyed by it: not touched afterwards.
+  void leave_parents(std::uint32_t count) noexcept {
     link_node* l = links();
-    for (std::uint32_t i = 0; i < count; ++i) {
-      l[i].parent->delist(&l[i]);
-      l[i].parent->release_ref();
-    }
+    for (std::uint32_t i = 0; i < count; ++i) l[i].parent->delist(&l[i]);
   }
 
   // ---- the lock bit -----------------------------------------------------------------------
@@ -838,6 +872,7 @@ class state {
   std::uint64_t next_id_ = 0;                  // guarded
   std::thread::id notifying_thread_;           // guarded; set once when cancelled
   std::uint32_t waiters_ = 0;                  // guarded: threads sleeping on epoch_
+  std::size_t owned_nodes_ = 0;                // guarded: enlisted caller-owned nodes (see top)
   wait_word epoch_{0};                         // bumped (under the lock) to wake sleepers
   std::error_code reason_;                     // written once, before kCancelled is published
   std::atomic<deadline_owner*> deadline_{nullptr};
