@@ -5,8 +5,9 @@
 //                "guarded" below. Every write to flags_ happens while holding the lock, so the
 //                holder may unlock with a plain store (one atomic RMW per lock/unlock pair).
 //   * counts_  — one 64-bit word: source handles in the high half, every other reference
-//                (tokens, registration handles, waiters, running Cancel calls, the timer) in
-//                the low half. A token copy is one fetch_add. The state dies at 0.
+//                (tokens, registration handles, running Cancel calls, the timer while it
+//                fires, the last source's teardown, kNodesRef below) in the low half. A token
+//                copy is one fetch_add. The state dies at 0.
 //   * owned_nodes_ — (guarded) how many caller-owned nodes (CancellationCallback objects and
 //                the link nodes of linked children) are enlisted and not yet delisted. Such a
 //                node takes no reference of its own: while a source handle exists the state
@@ -218,10 +219,12 @@ class state {
 
   // Drops one source reference. The last one turns into an ordinary reference for the time of
   // the teardown (unlink from parents, disarm the deadline, wake waiters), so the state cannot
-  // die underneath it.
+  // die underneath it; unless nothing else can reach the state (the fast path below), which
+  // only leaves its parents (leave_parents) and frees it.
   void release_source() noexcept {
-    // acquire: pairs with the acq_rel decrements of every other reference (a release sequence
-    // of RMWs), so whatever their holders wrote (kHadOwned among it) is visible below.
+    // acquire: pairs with the acq_rel decrements of every other reference and the acq_rel CAS
+    // of every other source (a release sequence of RMWs), so whatever their holders wrote
+    // (kHadOwned among it) is visible below.
     std::uint64_t c = counts_.load(std::memory_order_acquire);
     // relaxed: kHadOwned is set by an enlist made through a token, whose reference was dropped
     // after it (made visible by the acquire above); no token is left to enlist another.
@@ -717,9 +720,10 @@ class state {
   // time slice (as libstdc++'s stop_token does): the holder then gets a run of uncontended
   // operations instead of the two threads taking strict turns and moving the cache line on
   // every operation (2-thread register/unregister on one source: ~2x std -> below std).
-  // Test-and-set with fetch_or: one RMW takes the cache line exclusively at once (a load then
-  // a CAS would move it twice). A fetch_or that finds the bit set changes nothing, because
-  // every other bit of flags_ is only written by the holder; then wait with plain loads.
+  // Test-and-set with fetch_or (g++ and clang emit a load + `lock cmpxchg` for it; testing
+  // only the bit lets g++ emit `lock bts` plus a reload, which measured slower here). A
+  // fetch_or that finds the bit set changes nothing, because every other bit of flags_ is only
+  // written by the holder; then wait with plain loads.
   std::uint32_t lock() noexcept {
     for (;;) {
       // acquire: pairs with the release store in unlock(), so the previous holder's writes
@@ -872,11 +876,11 @@ class state {
   std::uint64_t next_id_ = 0;                  // guarded
   std::thread::id notifying_thread_;           // guarded; set once when cancelled
   std::uint32_t waiters_ = 0;                  // guarded: threads sleeping on epoch_
-  std::size_t owned_nodes_ = 0;                // guarded: enlisted caller-owned nodes (see top)
   wait_word epoch_{0};                         // bumped (under the lock) to wake sleepers
   std::error_code reason_;                     // written once, before kCancelled is published
   std::atomic<deadline_owner*> deadline_{nullptr};
-  std::uint32_t link_count_ = 0;  // parents actually linked; written before the state is shared
+  std::uint32_t link_count_ = 0;   // parents actually linked; written before the state is shared
+  std::uint32_t owned_nodes_ = 0;  // guarded: enlisted caller-owned nodes (see top)
   std::size_t link_capacity_;
 };
 
