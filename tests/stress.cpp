@@ -1567,6 +1567,8 @@ TEST_CASE("stress: in-place callbacks and linked children outlive the last sourc
             fails.expect(fx.source->Cancel(), "the only Cancel() call returned false");
             fx.cancel_returned.store(true);
             jitter(rng, 200);
+          } else if (pick(rng, 2) == 0) {
+            fails.expect(fx.source->TryReset(), "TryReset() of a source nobody cancelled failed");  // drops links
           }
           fx.source.reset();  // no-op when the killer callback already did it
           return;
@@ -1591,15 +1593,22 @@ TEST_CASE("stress: in-place callbacks and linked children outlive the last sourc
           fx.tokens[1] = CancellationToken();
           return;
         }
-        // me == 2: a linked child whose handle is its only reference (the fast teardown), or
-        // one with a callback or a grandchild of its own (the full one).
-        const unsigned shape = pick(rng, 3);
-        std::optional<CancellationTokenSource> child(CancellationTokenSource::CreateLinkedTokenSource(fx.tokens[2]));
+        // me == 2: a linked child whose handle is its only reference (the fast teardown; also
+        // linked twice to the source and to a second parent), or one with a callback or a
+        // grandchild of its own (the full one).
+        const unsigned shape = pick(rng, 4);
+        CancellationTokenSource other;
+        std::optional<CancellationTokenSource> child(
+            shape == 3 ? CancellationTokenSource::CreateLinkedTokenSource(fx.tokens[2], other.Token(), fx.tokens[2])
+                       : CancellationTokenSource::CreateLinkedTokenSource(fx.tokens[2]));
         fx.tokens[2] = CancellationToken();
         std::optional<CancellationCallback<std::function<void()>>> on_child;
         std::optional<CancellationTokenSource> grandchild;
         if (shape == 1) on_child.emplace(child->Token(), [&fx] { fx.child_ran.fetch_add(1); });
-        if (shape == 2) grandchild.emplace(CancellationTokenSource::CreateLinkedTokenSource(child->Token()));
+        if (shape == 2) {
+          grandchild.emplace(CancellationTokenSource::CreateLinkedTokenSource(child->Token()));
+          (void)grandchild->Token().Deadline();  // walks up through the child to the source
+        }
         jitter(rng, 800);
         child.reset();  // may race the parent's Cancel running this child's link
         jitter(rng, 100);
