@@ -65,6 +65,41 @@ TEST_CASE("a CancellationCallback outliving every source and token") {
   CHECK(runs == 0);
 }
 
+// Cancel() takes no reference of its own while it runs the callbacks: this callback drops the
+// only other reference (its handle) and then the source whose Cancel() is running, which must
+// not free the state under the canceller (ASan would report it).
+TEST_CASE("a callback that destroys its own handle and the last source while Cancel runs it") {
+  auto source = std::make_unique<CancellationTokenSource>();
+  std::unique_ptr<CancellationTokenRegistration> reg;
+  int second = 0;
+  // Registered first, so it runs after the one below (newest first), on a state whose last
+  // source and handle are gone.
+  CancellationTokenRegistration later = source->Token().Register([&] { ++second; });
+  int runs = 0;
+  reg = std::make_unique<CancellationTokenRegistration>(source->Token().Register([&] {
+    ++runs;
+    reg.reset();
+    source.reset();
+  }));
+  CHECK(source->Cancel());
+  CHECK(runs == 1);
+  CHECK(second == 1);
+  CHECK(source == nullptr);
+}
+
+TEST_CASE("a callback that destroys the only source and its only handle: no other reference at all") {
+  auto source = std::make_unique<CancellationTokenSource>();
+  std::unique_ptr<CancellationTokenRegistration> reg;
+  int runs = 0;
+  reg = std::make_unique<CancellationTokenRegistration>(source->Token().Register([&] {
+    ++runs;
+    reg.reset();     // the last reference besides the source
+    source.reset();  // the last source: the state must outlive the running Cancel
+  }));
+  CHECK(source->Cancel());
+  CHECK(runs == 1);
+}
+
 TEST_CASE("sources - tokens and registrations handed across threads") {
   std::vector<CancellationToken> tokens;
   std::vector<CancellationTokenRegistration> regs;

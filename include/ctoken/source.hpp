@@ -97,7 +97,7 @@ class CancellationTokenSource {
   /// them still run and the first exception is rethrown at the end (the source stays
   /// cancelled). No lock is held while callbacks run; a callback may destroy this source.
   bool Cancel(std::error_code reason = errc::canceled) {
-    detail::state* s = state_;  // a callback may destroy *this; s is kept alive by Cancel itself
+    detail::state* s = state_;  // a callback may destroy *this; request_cancel keeps s alive
     return s != nullptr && s->request_cancel(reason);
   }
 

@@ -180,9 +180,11 @@ class state {
  public:
   static constexpr std::uint32_t kCancelled = 1u;
   static constexpr std::uint32_t kLocked = 2u;
-  static constexpr std::uint32_t kOrphaned = 4u;   // last source gone un-cancelled (set under the lock)
-  static constexpr std::uint32_t kHadOwned = 8u;   // a caller-owned node was enlisted once (sticky)
-  static constexpr std::uint32_t kNodesRef = 16u;  // holding one reference for owned_nodes_ (see top)
+  static constexpr std::uint32_t kOrphaned = 4u;       // last source gone un-cancelled (set under the lock)
+  static constexpr std::uint32_t kHadOwned = 8u;       // a caller-owned node was enlisted once (sticky)
+  static constexpr std::uint32_t kNodesRef = 16u;      // holding one reference for owned_nodes_ (see top)
+  static constexpr std::uint32_t kNotifying = 32u;     // request_cancel is running the callbacks
+  static constexpr std::uint32_t kCancellerRef = 64u;  // on_last_source took a reference for it
   static constexpr std::uint64_t kRef = 1u;
   static constexpr std::uint64_t kSource = std::uint64_t{1} << 32;
 
@@ -228,7 +230,10 @@ class state {
     std::uint64_t c = counts_.load(std::memory_order_acquire);
     // relaxed: kHadOwned is set by an enlist made through a token, whose reference was dropped
     // after it (made visible by the acquire above); no token is left to enlist another.
-    if (c == kSource && deadline_owner_ptr() == nullptr && (flags_.load(std::memory_order_relaxed) & kHadOwned) == 0) {
+    // kNotifying is set by a Cancel() called through another source handle, which a callback
+    // destroyed on this thread (sequenced after) or released before us (the acquire above).
+    if (c == kSource && deadline_owner_ptr() == nullptr &&
+        (flags_.load(std::memory_order_relaxed) & (kHadOwned | kNotifying)) == 0) {
       // Fast path: the last handle, and no other reference at all, so no token, registration,
       // waiter or running Cancel can reach this state, nor the timer (no provider), and no
       // caller-owned node was ever enlisted. Only our parents can, through our link nodes:
@@ -284,9 +289,13 @@ class state {
     }
     reason_ = why ? why : make_error_code(errc::canceled);
     notifying_thread_ = std::this_thread::get_id();
-    add_ref();  // a callback may drop every other reference (destroy the last source and token)
+    // No reference is taken for the callbacks' sake: our caller keeps the state alive (a source
+    // handle, the timer's reference, or a parent's link node that the child's teardown waits
+    // for), and only a callback can destroy that source handle. If the last source goes while
+    // kNotifying is set, on_last_source() takes a reference for us (kCancellerRef), which we
+    // drop at the end. That saves two RMWs per Cancel.
     bool wake = bump_epoch_if_waiting();
-    f |= kCancelled;
+    f |= kCancelled | kNotifying;
     // release: publishes reason_ to every acquire load that sees kCancelled (is_cancelled).
     flags_.store(f, std::memory_order_release);
 
@@ -329,9 +338,12 @@ class state {
     // Under the lock, so the provider cannot be forgotten (and destroyed) meanwhile.
     // Lock order: a state's lock, then its provider's mutex (never the reverse).
     if (deadline_owner* o = deadline_owner_ptr()) (void)o->disarm(this);
-    unlock(f);
+    // Still under the lock: once kNotifying is cleared, nothing keeps the state alive for us
+    // unless we hold kCancellerRef, so the unlock (or that release) must be the last touch.
     if (wake) wake_all(epoch_);
-    release_ref();  // may destroy *this: nothing below touches it
+    const bool release = (f & kCancellerRef) != 0;
+    unlock(f & ~(kNotifying | kCancellerRef));
+    if (release) release_ref();  // may destroy *this: nothing below touches it
 #if defined(CTOKEN_HAS_EXCEPTIONS)
     if (first) std::rethrow_exception(first);
 #endif
@@ -690,6 +702,12 @@ class state {
       // the last delist() drops. None can be enlisted from now on (cancelled or orphaned).
       add_ref();
       f |= kNodesRef;
+    }
+    if (f & kNotifying) {
+      // A callback destroyed the source handle whose Cancel() is running, or every other one
+      // went meanwhile: keep the state alive for the canceller, which drops this at its end.
+      add_ref();
+      f |= kCancellerRef;
     }
     const bool wake = bump_epoch_if_waiting();
     // acq_rel: as set_deadline_owner/deadline_owner_ptr. Cleared under the lock, where
