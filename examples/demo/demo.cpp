@@ -216,7 +216,10 @@ struct context {
 
 std::string join_statuses(const std::vector<int>& statuses) {
   std::string s;
-  for (int status : statuses) s += (s.empty() ? "" : ",") + std::to_string(status);
+  for (int status : statuses) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(status);
+  }
   return s.empty() ? "none" : s;
 }
 
