@@ -1632,4 +1632,52 @@ TEST_CASE("stress: in-place callbacks and linked children outlive the last sourc
   CHECK(after - baseline <= kLiveHeapSlack);
 }
 
+// ============================================================================================
+// 13. Cancel() holds no reference while its callbacks run. Here a callback disposes its own
+//     registration and destroys the source handle whose Cancel() is running, and another
+//     thread then destroys the last handle, so the state's last release may race the end of
+//     that Cancel (its recycling of the node, its final unlock): the teardown must see all of
+//     it (ThreadSanitizer reports a data race otherwise) and never free the state under it
+//     (ASan).
+// ============================================================================================
+TEST_CASE("stress: the last source goes on another thread while Cancel finishes through a destroyed handle",
+          "[stress]") {
+  Failures fails;
+  struct Fixture {
+    std::unique_ptr<CancellationTokenSource> first;  // Cancel() runs through this one
+    std::optional<CancellationTokenSource> last;     // the other handle, destroyed by worker 1
+    std::optional<CancellationTokenRegistration> reg;
+    std::atomic<bool> first_gone{false};
+    std::atomic<int> ran{0};
+  } fx;
+
+  const long rounds = run_rounds(
+      2, budget(1, 2), fails,
+      [&] {
+        fx.first = std::make_unique<CancellationTokenSource>();
+        fx.last.emplace(*fx.first);
+        fx.first_gone.store(false);
+        fx.ran.store(0);
+        fx.reg.emplace(fx.first->Token().Register([&fx] {
+          fx.ran.fetch_add(1);
+          fx.reg.reset();    // disposed from inside: the canceller recycles the node afterwards
+          fx.first.reset();  // the handle whose Cancel() is running; not the last one
+          fx.first_gone.store(true, std::memory_order_release);
+        }));
+      },
+      [&](unsigned me, Rng& rng) {
+        if (me == 0) {
+          CancellationTokenSource* const first = fx.first.get();
+          fails.expect(first->Cancel(), "the only Cancel() call returned false");
+          return;
+        }
+        while (!fx.first_gone.load(std::memory_order_acquire)) std::this_thread::yield();
+        jitter(rng, 600);  // sometimes before the canceller's final unlock, sometimes after
+        fx.last.reset();   // the last handle, with no token or registration left
+      },
+      [&] { fails.expect(fx.ran.load() == 1, "the callback did not run exactly once"); });
+  INFO("rounds: " << rounds);
+  CTOKEN_STRESS_REQUIRE_CLEAN(fails);
+}
+
 }  // namespace

@@ -5,9 +5,9 @@
 //                "guarded" below. Every write to flags_ happens while holding the lock, so the
 //                holder may unlock with a plain store (one atomic RMW per lock/unlock pair).
 //   * counts_  — one 64-bit word: source handles in the high half, every other reference
-//                (tokens, registration handles, running Cancel calls, the timer while it
-//                fires, the last source's teardown, kNodesRef below) in the low half. A token
-//                copy is one fetch_add. The state dies at 0.
+//                (tokens, registration handles, the timer while it fires, the last source's
+//                teardown, kNodesRef and kCancellerRef below) in the low half. A token copy
+//                is one fetch_add. The state dies at 0.
 //   * owned_nodes_ — (guarded) how many caller-owned nodes (CancellationCallback objects and
 //                the link nodes of linked children) are enlisted and not yet delisted. Such a
 //                node takes no reference of its own: while a source handle exists the state
@@ -25,7 +25,9 @@
 // The flags word also carries kOrphaned: set, under the lock, when the last source handle goes
 // away un-cancelled; from then on nothing can cancel the state. kHadOwned (sticky) says a
 // caller-owned node was ever enlisted, so the last source may not skip the teardown; kNodesRef
-// says the state holds the reference described under owned_nodes_.
+// says the state holds the reference described under owned_nodes_. kNotifying is set while
+// Cancel() runs the callbacks (it takes no reference of its own); if the last source goes
+// meanwhile, on_last_source() takes one for it and sets kCancellerRef.
 //
 // No lock is held while user code runs: callbacks, callable constructors and destructors
 // all run outside the lock.
@@ -228,12 +230,15 @@ class state {
     // of every other source (a release sequence of RMWs), so whatever their holders wrote
     // (kHadOwned among it) is visible below.
     std::uint64_t c = counts_.load(std::memory_order_acquire);
-    // relaxed: kHadOwned is set by an enlist made through a token, whose reference was dropped
-    // after it (made visible by the acquire above); no token is left to enlist another.
-    // kNotifying is set by a Cancel() called through another source handle, which a callback
-    // destroyed on this thread (sequenced after) or released before us (the acquire above).
+    // kHadOwned is set by an enlist made through a token, whose reference was dropped after it
+    // (made visible by the acquire above); no token is left to enlist another. kNotifying is
+    // set by a Cancel() called through another source handle, which a callback destroyed on
+    // this thread (sequenced after) or released before us (the acquire above), so we read it
+    // or a later value. acquire: pairs with the release store of that Cancel's final unlock,
+    // which clears kNotifying, so when we read the bit cleared every write of the canceller
+    // (e.g. a recycled pool node) is visible, and it touches the state no more.
     if (c == kSource && deadline_owner_ptr() == nullptr &&
-        (flags_.load(std::memory_order_relaxed) & (kHadOwned | kNotifying)) == 0) {
+        (flags_.load(std::memory_order_acquire) & (kHadOwned | kNotifying)) == 0) {
       // Fast path: the last handle, and no other reference at all, so no token, registration,
       // waiter or running Cancel can reach this state, nor the timer (no provider), and no
       // caller-owned node was ever enlisted. Only our parents can, through our link nodes:
