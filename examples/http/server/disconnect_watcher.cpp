@@ -1,4 +1,5 @@
 #include "disconnect_watcher.hpp"
+#include "events.hpp"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -42,11 +43,12 @@ disconnect_watcher::~disconnect_watcher() {
   ::close(epoll_fd_);
 }
 
-std::uint64_t disconnect_watcher::watch(int fd, const ctoken::CancellationTokenSource& client_gone) {
+std::uint64_t disconnect_watcher::watch(int fd, const ctoken::CancellationTokenSource& client_gone,
+                                        std::atomic<std::int64_t>* cancelled_at) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::uint64_t id = next_id_++;
   // The entry first: if it cannot be stored (bad_alloc), epoll never learns of the socket.
-  const auto stored = entries_.emplace(id, entry{fd, client_gone}).first;
+  const auto stored = entries_.emplace(id, entry{fd, client_gone, cancelled_at}).first;
   epoll_event ev{};
   // Level-triggered: a disconnect that happened before this call is reported at once.
   // EPOLLERR and EPOLLHUP are always reported; EPOLLIN is deliberately absent.
@@ -120,6 +122,9 @@ void disconnect_watcher::on_event(std::uint64_t id, std::uint32_t events) noexce
       return;  // nothing we asked for
     }
     (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    // relaxed: read by the request's thread after its unwatch(), which takes mutex_ after us.
+    // Stored under the lock, while the request cannot have finished (unwatch waits for it).
+    if (it->second.cancelled_at != nullptr) it->second.cancelled_at->store(monotonic_ns(), std::memory_order_relaxed);
     to_cancel.emplace(std::move(it->second.client_gone));
     entries_.erase(it);
   }

@@ -10,6 +10,7 @@
 #ifndef CTOKEN_EXAMPLE_HTTP_DISCONNECT_WATCHER_HPP
 #define CTOKEN_EXAMPLE_HTTP_DISCONNECT_WATCHER_HPP
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -37,9 +38,12 @@ class disconnect_watcher {
   disconnect_watcher& operator=(const disconnect_watcher&) = delete;
 
   // Starts watching `fd` for the current request; on disconnect, `client_gone` is cancelled
-  // (from the watcher's thread). Returns an id for unwatch(). Throws std::system_error if the
-  // socket cannot be added (e.g. it is already closed).
-  std::uint64_t watch(int fd, const ctoken::CancellationTokenSource& client_gone);
+  // (from the watcher's thread). If `cancelled_at` is given, the watcher stores there the
+  // CLOCK_MONOTONIC time (monotonic_ns()) at which it cancels, just before the Cancel() call;
+  // it must stay valid until unwatch() returns, and is read safely after it. Returns an id for
+  // unwatch(). Throws std::system_error if the socket cannot be added (e.g. already closed).
+  std::uint64_t watch(int fd, const ctoken::CancellationTokenSource& client_gone,
+                      std::atomic<std::int64_t>* cancelled_at = nullptr);
 
   // Stops watching. After it returns the watcher no longer touches the socket; it may still be
   // finishing a Cancel() it had started, which is harmless (the handler is done).
@@ -52,6 +56,7 @@ class disconnect_watcher {
   struct entry {
     int fd;
     ctoken::CancellationTokenSource client_gone;
+    std::atomic<std::int64_t>* cancelled_at;  // may be null
   };
 
   void run() noexcept;

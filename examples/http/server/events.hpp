@@ -7,6 +7,9 @@
 //   DONE <id> <ns> steps=<n>
 //
 // Timestamps are CLOCK_MONOTONIC nanoseconds, the same clock a client on this machine reads.
+// signal_ns is when the request's token was cancelled: for a client that left, taken by the
+// disconnect watcher just before its Cancel(); for any other cause, by a callback on the token.
+// The CANCELLED line's own <ns> is later: when the handler had stopped.
 #ifndef CTOKEN_EXAMPLE_HTTP_EVENTS_HPP
 #define CTOKEN_EXAMPLE_HTTP_EVENTS_HPP
 

@@ -77,7 +77,7 @@ std::string peer_name(const sockaddr_storage& addr) {
 }  // namespace
 
 server::server(server_config config, output& out)
-    : config_(std::move(config)), out_(out), watcher_(config_.half_close) {}
+    : config_(std::move(config)), out_(out), shutdown_fd_(shutdown_.Token()), watcher_(config_.half_close) {}
 
 server::~server() {
   request_shutdown();
@@ -141,9 +141,8 @@ std::size_t server::active_connections() const {
 }
 
 void server::accept_loop() {
-  ctoken::CancellationFd stop(shutdown_.Token());
   for (;;) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop.Get(), POLLIN, 0}};
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {shutdown_fd_.Get(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       out_.log(std::string("poll(listener): ") + std::strerror(errno));
@@ -208,16 +207,28 @@ void server::configure_socket(int fd) const {
   }
 }
 
-// One connection: read a request head (bounded in size and time), serve it, discard any body
-// the handler did not read, repeat while the connection may be kept alive.
+// A connection's thread. Nothing may escape it (that would end the process): whatever throws
+// (std::bad_alloc, a std::system_error from the watcher) ends this connection, not the server.
 void server::serve_connection(int fd, std::string peer) {
   struct finish_on_exit {
     server* self;
     int fd;
     ~finish_on_exit() { self->connection_finished(fd); }
   } finish{this, fd};
+  try {
+    serve_requests(fd, peer);
+  } catch (const std::exception& e) {
+    out_.log(peer + " connection error: " + e.what());
+  } catch (...) {
+    out_.log(peer + " connection error");
+  }
+}
+
+// One connection: read a request head (bounded in size and time), serve it, discard any body
+// the handler did not read, repeat while the connection may be kept alive.
+void server::serve_requests(int fd, const std::string& peer) {
   configure_socket(fd);
-  ctoken::CancellationFd stop(shutdown_.Token());  // wakes the waits below on shutdown
+  const int stop = shutdown_fd_.Get();  // wakes the waits below on shutdown
 
   std::string buffer;  // received, not yet consumed: may hold a pipelined next request
   char chunk[16 * 1024];
@@ -235,7 +246,7 @@ void server::serve_connection(int fd, std::string peer) {
       const auto timeout =
           buffer.empty() ? config_.idle_timeout
                          : std::chrono::duration_cast<std::chrono::milliseconds>(head_deadline - clock_type::now());
-      const wait_result waited = wait_readable(fd, stop.Get(), timeout);
+      const wait_result waited = wait_readable(fd, stop, timeout);
       if (waited == wait_result::stopped || waited == wait_result::error) return;
       if (waited == wait_result::timeout) {
         if (!buffer.empty()) {  // a started request that never finished: slowloris
@@ -271,7 +282,7 @@ void server::serve_connection(int fd, std::string peer) {
     const auto body_deadline = clock_type::now() + config_.header_timeout;
     while (body_left > 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(body_deadline - clock_type::now());
-      if (wait_readable(fd, stop.Get(), left) != wait_result::readable) return;
+      if (wait_readable(fd, stop, left) != wait_result::readable) return;
       const ssize_t n = ::recv(fd, chunk, std::min(sizeof chunk, body_left), 0);
       if (n == 0) return;
       if (n < 0) {
@@ -300,6 +311,10 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
   auto source = ctoken::CancellationTokenSource::CreateLinkedTokenSource(client_gone.Token(), shutdown_.Token());
   source.CancelAfter(config_.request_timeout);
   const ctoken::CancellationToken token = source.Token();
+  // When the token was cancelled, for the CANCELLED event: the watcher stamps a disconnect
+  // itself, just before its Cancel() (a callback here would run only after Cancel() has woken
+  // this thread, which may then run first); any other cause is stamped by this callback.
+  std::atomic<std::int64_t> watcher_ns{0};
   std::atomic<std::int64_t> signal_ns{0};
   auto mark = token.Register([&signal_ns] { signal_ns.store(monotonic_ns(), std::memory_order_relaxed); });
 
@@ -311,7 +326,7 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
 
   std::uint64_t watch = 0;
   try {
-    watch = watcher_.watch(fd, client_gone);
+    watch = watcher_.watch(fd, client_gone, &watcher_ns);
   } catch (const std::system_error& e) {
     out_.log(peer + " 500 cannot watch the connection: " + e.what());
     send_error(fd, 500, "internal error");
@@ -332,8 +347,10 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
   watcher_.unwatch(watch);
   mark.Dispose();
 
-  const int steps = ctx.steps.load(std::memory_order_relaxed);                  // relaxed: the handler is done
-  const std::int64_t cancelled_at = signal_ns.load(std::memory_order_relaxed);  // relaxed: mark is disposed
+  const int steps = ctx.steps.load(std::memory_order_relaxed);  // relaxed: the handler is done
+  // relaxed: the watcher is unwatched and mark is disposed (both synchronise with us).
+  const std::int64_t by_watcher = watcher_ns.load(std::memory_order_relaxed);
+  const std::int64_t cancelled_at = by_watcher != 0 ? by_watcher : signal_ns.load(std::memory_order_relaxed);
   // A cancellation that came after the whole response was written (the client read it and
   // closed) is not about this request.
   const std::error_code reason =

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include <ctoken/ctoken.hpp>
+#include <ctoken/fd.hpp>
 
 #include "disconnect_watcher.hpp"
 #include "events.hpp"
@@ -76,6 +77,7 @@ class server {
  private:
   void accept_loop();
   void serve_connection(int fd, std::string peer);
+  void serve_requests(int fd, const std::string& peer);
   bool serve_request(int fd, const std::string& peer, const request& req);
   void configure_socket(int fd) const;
   void connection_finished(int fd);
@@ -83,6 +85,10 @@ class server {
   server_config config_;
   output& out_;
   ctoken::CancellationTokenSource shutdown_;
+  // Readable once shutdown_ is cancelled; one for the whole server (it is never drained), so
+  // the accept loop and every idle connection poll the same descriptor: a connection costs one
+  // descriptor, its socket.
+  ctoken::CancellationFd shutdown_fd_;
   disconnect_watcher watcher_;
   request_registry registry_;
   int listen_fd_ = -1;
