@@ -121,19 +121,24 @@ void disconnect_watcher::on_event(std::uint64_t id, std::uint32_t events) noexce
     } else {
       return;  // nothing we asked for
     }
-    (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
     // relaxed: read by the request's thread after its unwatch(), which takes mutex_ after us.
     // Stored under the lock, while the request cannot have finished (unwatch waits for it).
     if (it->second.cancelled_at != nullptr) it->second.cancelled_at->store(monotonic_ns(), std::memory_order_relaxed);
-    to_cancel.emplace(std::move(it->second.client_gone));
-    entries_.erase(it);
+    to_cancel.emplace(it->second.client_gone);  // a copy: the entry stays until the socket is removed below
   }
   // Outside the lock: Cancel runs the request's callbacks, which are the server's own and do
-  // not throw; if one did, losing it here is better than ending the watcher thread.
+  // not throw; if one did, losing it here is better than ending the watcher thread. Cancel
+  // first, clean up after: the system call that removes the socket is not on the way.
   try {
     to_cancel->Cancel(reason);
   } catch (...) {
   }
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return;  // the request unwatched meanwhile, which removed the socket
+  // Level-triggered, so the socket must leave the set before this thread waits again.
+  (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second.fd, nullptr);
+  entries_.erase(it);
 }
 
 }  // namespace http
