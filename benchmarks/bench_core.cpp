@@ -4,57 +4,59 @@
 // libraries (see CtokenLib and StdLib below), so the two variants run the same harness code.
 //
 // Every row also reports `allocs_per_op`: heap allocations per measured operation, counted by
-// the replacement operator new at the bottom of this file.
+// the replacement operator new of alloc_counter.hpp.
 //
 // When the runs finish, a summary table prints the ctoken/std ratio of each pair next to the
 // goal set for it (RatioReporter). With --benchmark_repetitions the table uses the medians.
+//
+// Two modes, one per process:
+//   ctoken_bench [benchmark flags]                    every row, in a multi-threaded process (an
+//                                                     idle second thread runs throughout: see
+//                                                     SecondThread)
+//   ctoken_bench --single_threaded [benchmark flags]  only the rows that never start a thread,
+//                                                     named "st/<row>/...", in a process that
+//                                                     never has a second thread (checked)
 
 #include <ctoken/ctoken.hpp>
 
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
+#include <cstring>
 #include <future>
+#include <iterator>
 #include <map>
 #include <memory>
-#include <new>
 #include <optional>
 #include <ostream>
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>  // __libc_single_threaded (glibc 2.32 and later)
+#define CTOKEN_BENCH_HAVE_LIBC_SINGLE_THREADED 1
+#endif
+
+#include "alloc_counter.hpp"
+
 namespace {
 
-// ---- allocation counting ---------------------------------------------------------------------
+using alloc_counter::allocations;
 
-// Allocations made by the current thread so far (bumped by every operator new below).
-//
-// One counter per thread rather than one for the process: a shared counter costs a locked
-// read-modify-write and a contended cache line on every allocation, which would be charged
-// only to the variants that allocate and would couple the two threads of the contention row.
-// Only the owning thread writes its counter, so a relaxed load + store is an exact increment
-// without a locked instruction; it stays an atomic so that reading it elsewhere is race-free.
-// The per-thread counts of a multi-threaded row are summed by Google Benchmark (counters are
-// added across threads, then kAvgIterations divides by the total number of iterations).
-thread_local std::atomic<std::uint64_t> t_allocations{0};
-
-inline void count_allocation() noexcept {
-  t_allocations.store(t_allocations.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-}
-
-inline std::uint64_t allocations() noexcept { return t_allocations.load(std::memory_order_relaxed); }
-
-// `count` allocations over the whole run, reported per iteration.
+// `count` allocations over the whole run, reported per iteration. In a multi-threaded row each
+// thread reports what it counted itself; Google Benchmark adds the counters of the threads up,
+// then kAvgIterations divides by the total number of iterations.
 void report_allocations(benchmark::State& state, double count) {
   state.counters["allocs_per_op"] = benchmark::Counter(count, benchmark::Counter::kAvgIterations);
 }
@@ -70,24 +72,28 @@ struct Bump {
   void operator()() const noexcept { ++*hits; }
 };
 
-// The std equivalent of a linked source: a stop_source plus one stop_callback per parent that
-// forwards the parent's stop request. Built in one heap object per child (std::make_unique),
-// which is what a program needs to hand such a child around (stop_callback cannot move).
+// The std equivalent of a source linked to P parents: a stop_source plus one stop_callback per
+// parent that forwards the parent's stop request. Built in one heap object per child
+// (std::make_unique), which is what a program needs to hand such a child around (stop_callback
+// cannot move).
 struct StdForward {
   std::stop_source* child;
   void operator()() const noexcept { child->request_stop(); }
 };
-struct StdLinked1 {
-  explicit StdLinked1(const std::stop_token& p0) : link0(p0, StdForward{&source}) {}
-  std::stop_source source;  // declared first: constructed before, destroyed after, the links
-  std::stop_callback<StdForward> link0;
-};
-struct StdLinked2 {
-  StdLinked2(const std::stop_token& p0, const std::stop_token& p1)
-      : link0(p0, StdForward{&source}), link1(p1, StdForward{&source}) {}
-  std::stop_source source;
-  std::stop_callback<StdForward> link0;
-  std::stop_callback<StdForward> link1;
+template <std::size_t P>
+class StdLinked {
+ public:
+  explicit StdLinked(const std::array<std::stop_token, P>& parents)
+      : StdLinked(parents, std::make_index_sequence<P>{}) {}
+
+ private:
+  // stop_callback can neither move nor be copied: each link is built in its place in the array.
+  template <std::size_t... I>
+  StdLinked(const std::array<std::stop_token, P>& parents, std::index_sequence<I...>)
+      : links_{{std::stop_callback<StdForward>(parents[I], StdForward{&source_})...}} {}
+
+  std::stop_source source_;  // declared first: constructed before, destroyed after, the links
+  std::array<std::stop_callback<StdForward>, P> links_;
 };
 
 struct CtokenLib {
@@ -104,9 +110,13 @@ struct CtokenLib {
   static ctoken::CancellationTokenRegistration register_handle(const Token& t, F f) {
     return t.Register(std::move(f));
   }
-  static Source link(const Token& p0) { return Source::CreateLinkedTokenSource(p0); }
-  static Source link(const Token& p0, const Token& p1) { return Source::CreateLinkedTokenSource(p0, p1); }
-  // One source for the whole process, shared by the threads of the contention row.
+  // CreateLinkedTokenSource(p0, p1, ...): the variadic overload, as a program with a fixed
+  // number of parents would call it.
+  template <std::size_t P>
+  static Source link(const std::array<Token, P>& parents) {
+    return std::apply([](const auto&... p) { return Source::CreateLinkedTokenSource(p...); }, parents);
+  }
+  // One source for the whole process, shared by the threads of the inplace_shared rows.
   static Source& shared_source() {
     static Source source;
     return source;
@@ -128,9 +138,9 @@ struct StdLib {
   static std::unique_ptr<std::stop_callback<F>> register_handle(const Token& t, F f) {
     return std::make_unique<std::stop_callback<F>>(t, std::move(f));
   }
-  static std::unique_ptr<StdLinked1> link(const Token& p0) { return std::make_unique<StdLinked1>(p0); }
-  static std::unique_ptr<StdLinked2> link(const Token& p0, const Token& p1) {
-    return std::make_unique<StdLinked2>(p0, p1);
+  template <std::size_t P>
+  static std::unique_ptr<StdLinked<P>> link(const std::array<Token, P>& parents) {
+    return std::make_unique<StdLinked<P>>(parents);
   }
   static Source& shared_source() {
     static Source source;
@@ -185,12 +195,24 @@ void BM_create(benchmark::State& state) {
   report_allocations(state, allocations() - before);
 }
 
+// Where the callbacks of an in-place row register.
+enum class Sharing {
+  own_source,     // a source of the running thread's own
+  shared_source,  // the one process-wide source of the library (Lib::shared_source())
+};
+
 // inplace: construct a callback object stored in place (ctoken::CancellationCallback,
 // std::stop_callback) on a live token, then destroy it: register + unregister, no allocation.
-template <class Lib>
+// Registered as the single-threaded row "inplace" (own source), and with T threads at once as
+// "inplace_separate" (each thread its own source: nothing shared but the allocator and the
+// machine) and "inplace_shared" (all threads on one source, so they fight over its lock and its
+// reference count). For the threaded rows the Time column is wall time per operation over all
+// threads together (Google Benchmark divides by the iterations of all threads).
+template <class Lib, Sharing sharing>
 void BM_inplace(benchmark::State& state) {
-  typename Lib::Source source;
-  const typename Lib::Token token = Lib::token_of(source);
+  std::optional<typename Lib::Source> own;
+  const typename Lib::Token token =
+      Lib::token_of(sharing == Sharing::shared_source ? Lib::shared_source() : own.emplace());
   std::uint64_t hits = 0;
   const std::uint64_t before = allocations();
   for (auto _ : state) {
@@ -225,11 +247,15 @@ void BM_handle(benchmark::State& state) {
 // everything afterwards happen in each iteration outside the measured interval, which is timed
 // by hand (UseManualTime + SetIterationTime; PauseTiming/ResumeTiming would cost more than a
 // small Cancel). One iteration cancels a batch of max(1, kBatchCallbacks / N) sources, so that
-// the two clock reads are negligible even for N = 1: the Time column is per batch, the counter
-// ns_per_callback (used by the summary) per callback, and items_per_second counts callbacks.
-// (Reporting a per-source iteration time instead would make Google Benchmark run the untimed
-// set-up hundreds of times longer than the timed part before it reached its minimum time.)
+// a batch holds at least kBatchCallbacks callbacks (exactly max(N, kBatchCallbacks) for the N
+// registered, powers of two) and the two clock reads are negligible even for N = 1: the Time
+// column is per batch, the counter ns_per_callback (used by the summary) per callback, and
+// items_per_second counts callbacks. (Reporting a per-source iteration time instead would make
+// Google Benchmark run the untimed set-up hundreds of times longer than the timed part before
+// it reached its minimum time.) allocs_per_op is per Cancel().
 constexpr std::size_t kBatchCallbacks = 256;
+// The rows are cancel/1, cancel/2, cancel/4, ... cancel/(2^kMaxCallbacksLog2).
+constexpr std::size_t kMaxCallbacksLog2 = 12;
 
 template <class Lib, std::size_t N>
 void BM_cancel(benchmark::State& state) {
@@ -237,7 +263,7 @@ void BM_cancel(benchmark::State& state) {
   using Source = typename Lib::Source;
   using Callback = typename Lib::template Callback<Bump>;
   using clock = std::chrono::steady_clock;
-  constexpr std::size_t kSources = N >= kBatchCallbacks ? 1 : kBatchCallbacks / N;
+  constexpr std::size_t kSources = std::max<std::size_t>(1, kBatchCallbacks / N);
 
   // Storage reused by every iteration (callbacks can neither move nor be copied).
   auto sources = std::make_unique<std::optional<Source>[]>(kSources);
@@ -277,70 +303,160 @@ void BM_cancel(benchmark::State& state) {
 }
 
 // linked/P: create a source linked to P live parents, then destroy it (which must unregister it
-// from every parent). ctoken: CreateLinkedTokenSource(parents...). std: StdLinked1/2 above.
-template <class Lib, std::size_t Parents>
+// from every parent). ctoken: CreateLinkedTokenSource(p0, ..., pP-1). std: StdLinked<P> above.
+constexpr std::size_t kLinkedParents[] = {1, 2, 8};
+
+template <class Lib, std::size_t P>
 void BM_linked(benchmark::State& state) {
-  static_assert(Parents == 1 || Parents == 2, "one or two parents");
-  typename Lib::Source parent0;
-  typename Lib::Source parent1;
-  const typename Lib::Token token0 = Lib::token_of(parent0);
-  const typename Lib::Token token1 = Lib::token_of(parent1);
+  std::array<typename Lib::Source, P> parents;
+  std::array<typename Lib::Token, P> tokens;
+  for (std::size_t i = 0; i < P; ++i) tokens[i] = Lib::token_of(parents[i]);
   const std::uint64_t before = allocations();
   for (auto _ : state) {
-    if constexpr (Parents == 1) {
-      auto child = Lib::link(token0);
-      benchmark::DoNotOptimize(&child);
-    } else {
-      auto child = Lib::link(token0, token1);
-      benchmark::DoNotOptimize(&child);
-    }
+    auto child = Lib::link(tokens);
+    benchmark::DoNotOptimize(&child);
   }
   report_allocations(state, allocations() - before);
 }
 
-// contended: the in-place register + unregister of "inplace", by two threads at once on the
-// same source (one process-wide source per library), so both fight over its lock and its
-// reference count. The Time column is wall time per operation over both threads together.
-template <class Lib>
-void BM_contended(benchmark::State& state) {
-  const typename Lib::Token token = Lib::token_of(Lib::shared_source());
-  std::uint64_t hits = 0;
-  const std::uint64_t before = allocations();
-  for (auto _ : state) {
-    typename Lib::template Callback<Bump> callback(token, Bump{&hits});
-    benchmark::DoNotOptimize(&callback);
-  }
-  report_allocations(state, allocations() - before);
-  expect_hits(state, hits, 0);
+// ---- the two modes -------------------------------------------------------------------------------
+
+enum class Mode {
+  multi_threaded,   // the default: every row, with an idle second thread from the start
+  single_threaded,  // --single_threaded: the rows that start no thread, in a one-thread process
+};
+
+// Prepended to every row name (and so to every run name) of the mode.
+std::string row_prefix(Mode mode) { return mode == Mode::single_threaded ? "st/" : ""; }
+
+// True while the process has had only one thread, as libstdc++ sees it: glibc's
+// __libc_single_threaded, which turns false for good once a second thread is created. Empty
+// where the C library does not say (then the single-threaded mode refuses to run).
+std::optional<bool> process_is_single_threaded() {
+#if defined(CTOKEN_BENCH_HAVE_LIBC_SINGLE_THREADED)
+  return __libc_single_threaded != 0;
+#else
+  return std::nullopt;
+#endif
 }
+
+using BenchmarkFunction = void (*)(benchmark::State&);
+
+// The single-threaded mode runs every row through this: the row fails (an error in the output,
+// and exit status 1) unless the process is single-threaded both before and after it ran.
+void run_single_threaded(benchmark::State& state, BenchmarkFunction row) {
+  static constexpr const char* kNotSingleThreaded = "--single_threaded, but the process has more than one thread";
+  if (!process_is_single_threaded().value_or(false)) {
+    state.SkipWithError(kNotSingleThreaded);
+    return;
+  }
+  row(state);
+  if (!process_is_single_threaded().value_or(false)) state.SkipWithError(kNotSingleThreaded);
+}
+
+// Keeps the process multi-threaded for as long as it exists: a thread that only waits.
+//
+// libstdc++ and glibc take cheaper paths while a process has a single thread: libstdc++ asks
+// __gnu_cxx::__is_single_threaded() (glibc's __libc_single_threaded, which turns false for good
+// once a second thread is created) and then, for example, skips the per-callback semaphore
+// release in std::stop_source::request_stop and uses non-atomic shared_ptr counts. A program
+// that needs cancellation has more than one thread, so by default every row is measured in that
+// mode, including the rows that run before the first multi-threaded benchmark would start a
+// thread. (--single_threaded measures the other case, for comparison.)
+class SecondThread {
+ public:
+  SecondThread() : thread_([done = done_.get_future()] { done.wait(); }) {}
+  ~SecondThread() {
+    done_.set_value();
+    thread_.join();
+  }
+  SecondThread(const SecondThread&) = delete;
+  SecondThread& operator=(const SecondThread&) = delete;
+
+ private:
+  std::promise<void> done_;
+  std::thread thread_;
+};
 
 // ---- the summary table -------------------------------------------------------------------------
 
-// One line of the summary: a ctoken run against a std run (by the name they were registered
-// under, i.e. without "/manual_time" or "/threads:2").
+// The name under which the summary files a run: the name it was registered under (without
+// "/manual_time" or "/real_time"), plus "/threads:T" for the rows run by several threads, which
+// are registered under one name per library for every T.
+std::string run_key(const std::string& registered, int threads = 0) {
+  return threads > 0 ? registered + "/threads:" + std::to_string(threads) : registered;
+}
+
+// One line of the summary: a ctoken run against a std run (by run_key).
 struct Comparison {
-  const char* label;
-  const char* ctoken_run;
-  const char* std_run;
+  std::string label;
+  std::string ctoken_run;
+  std::string std_run;
   const char* counter;  // compare this counter instead of the real time per iteration, if set
   double goal;          // the ratio must be <= goal; 0: shown for information only
   bool zero_allocs;     // the ctoken run must also make no allocation
 };
 
-const Comparison kComparisons[] = {
-    {"check (IsCancellationRequested)", "check/ctoken", "check/std", nullptr, 1.0, false},
-    {"token copy+destroy", "copy/ctoken", "copy/std", nullptr, 1.0, false},
-    {"source create+destroy", "create/ctoken", "create/std", nullptr, 1.0, false},
-    {"in-place register+unregister", "inplace/ctoken", "inplace/std", nullptr, 0.6, false},
-    {"handle Register+Dispose vs make_unique", "handle/ctoken", "handle/std", nullptr, 0.8, true},
-    {"handle Register+Dispose vs in-place std", "handle/ctoken", "inplace/std", nullptr, 0, true},
-    {"cancel, 1 callback (per callback)", "cancel/1/ctoken", "cancel/1/std", "ns_per_callback", 0.6, false},
-    {"cancel, 16 callbacks (per callback)", "cancel/16/ctoken", "cancel/16/std", "ns_per_callback", 0.6, false},
-    {"cancel, 1024 callbacks (per callback)", "cancel/1024/ctoken", "cancel/1024/std", "ns_per_callback", 0.6, false},
-    {"linked source, 1 parent", "linked/1/ctoken", "linked/1/std", nullptr, 0, false},
-    {"linked source, 2 parents", "linked/2/ctoken", "linked/2/std", nullptr, 0.6, false},
-    {"2-thread register+unregister", "contended/ctoken", "contended/std", nullptr, 1.0, false},
-};
+// The thread counts of the inplace_shared and inplace_separate rows.
+constexpr int kThreadCounts[] = {1, 2, 4};
+
+// "1 callback", "2 callbacks".
+std::string count_of(std::size_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+// The summary's lines for the rows of `mode`, in the order they are printed. The goals are those
+// of issue 8, set for the multi-threaded process; in the single-threaded one only the per-callback
+// cancel cost has a goal of its own, the other lines are for information.
+std::vector<Comparison> comparisons(Mode mode) {
+  const bool single = mode == Mode::single_threaded;
+  const std::string p = row_prefix(mode);
+  const auto goal = [single](double multi_threaded_goal) { return single ? 0.0 : multi_threaded_goal; };
+  // "<row>/ctoken" against "<row>/std" (run by `threads` threads, if set), by real time.
+  const auto versus = [&p](const std::string& label, const std::string& row, double row_goal, int threads = 0) {
+    return Comparison{
+        p + label, run_key(p + row + "/ctoken", threads), run_key(p + row + "/std", threads), nullptr, row_goal, false};
+  };
+  const auto without_allocs = [](Comparison c) {
+    c.zero_allocs = true;
+    return c;
+  };
+  const auto per_callback = [](Comparison c) {
+    c.counter = "ns_per_callback";
+    return c;
+  };
+
+  std::vector<Comparison> list = {
+      versus("check (IsCancellationRequested)", "check", goal(1.0)),
+      versus("token copy+destroy", "copy", goal(1.0)),
+      versus("source create+destroy", "create", goal(1.0)),
+      versus("in-place register+unregister", "inplace", goal(0.6)),
+      without_allocs(versus("handle Register+Dispose vs make_unique", "handle", goal(0.8))),
+      without_allocs(Comparison{p + "handle Register+Dispose vs in-place std", p + "handle/ctoken", p + "inplace/std",
+                                nullptr, 0, false}),
+  };
+  for (std::size_t log2n = 0; log2n <= kMaxCallbacksLog2; ++log2n) {
+    const std::size_t n = std::size_t{1} << log2n;
+    list.push_back(per_callback(versus("cancel, " + count_of(n, "callback") + " (per callback)",
+                                       "cancel/" + std::to_string(n), single ? 0.6 : 0.05)));
+  }
+  for (const std::size_t parents : kLinkedParents) {
+    list.push_back(versus("linked source, " + count_of(parents, "parent"), "linked/" + std::to_string(parents),
+                          parents == 2 ? goal(0.6) : 0));
+  }
+  if (!single) {
+    for (const bool shared : {true, false}) {
+      for (const int threads : kThreadCounts) {
+        const std::string label = "register+unregister, " + count_of(static_cast<std::size_t>(threads), "thread") +
+                                  (shared ? ", one source" : ", own sources");
+        // The 2-thread contention goal is on the shared source.
+        list.push_back(
+            versus(label, shared ? "inplace_shared" : "inplace_separate", shared && threads == 2 ? 1.0 : 0, threads));
+      }
+    }
+  }
+  return list;
+}
 
 double nanoseconds_per(benchmark::TimeUnit unit) {
   switch (unit) {
@@ -365,11 +481,12 @@ double median(std::vector<double> values) {
 
 // Forwards everything to the reporter Google Benchmark would have used (console, json or csv,
 // per --benchmark_format), remembers each run's real time and counters, and prints the
-// ctoken/std table once all runs are done. Per run name it uses the "median" aggregate when
-// there is one (--benchmark_repetitions=N), else the median of the plain runs it saw.
+// ctoken/std table once all runs are done. Per run (by run_key) it uses the "median" aggregate
+// when there is one (--benchmark_repetitions=N), else the median of the plain runs it saw.
 class RatioReporter : public benchmark::BenchmarkReporter {
  public:
-  explicit RatioReporter(std::unique_ptr<benchmark::BenchmarkReporter> display) : display_(std::move(display)) {}
+  RatioReporter(std::unique_ptr<benchmark::BenchmarkReporter> display, Mode mode)
+      : display_(std::move(display)), mode_(mode), comparisons_(comparisons(mode)) {}
 
   bool ReportContext(const Context& context) override { return display_->ReportContext(context); }
 
@@ -382,7 +499,8 @@ class RatioReporter : public benchmark::BenchmarkReporter {
       }
       const bool is_median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
       if (run.run_type == Run::RT_Aggregate && !is_median) continue;  // mean, stddev, cv
-      Samples& samples = samples_[run.run_name.function_name];
+      const int threads = run.run_name.threads.empty() ? 0 : static_cast<int>(run.threads);
+      Samples& samples = samples_[run_key(run.run_name.function_name, threads)];
       auto record = [&](const std::string& metric, double value) {
         if (is_median) {
           samples.medians[metric] = value;
@@ -421,9 +539,9 @@ class RatioReporter : public benchmark::BenchmarkReporter {
     std::map<std::string, std::vector<double>> runs;  // from each plain run
   };
 
-  // The median of `metric` for the run registered as `name`; NaN if unknown.
-  double value(const char* name, const std::string& metric) const {
-    const auto run = samples_.find(name);
+  // The median of `metric` for the run filed as `key`; NaN if unknown.
+  double value(const std::string& key, const std::string& metric) const {
+    const auto run = samples_.find(key);
     if (run == samples_.end()) return std::nan("");
     const Samples& s = run->second;
     if (const auto m = s.medians.find(metric); m != s.medians.end()) return m->second;
@@ -431,19 +549,22 @@ class RatioReporter : public benchmark::BenchmarkReporter {
     return std::nan("");
   }
 
-  // A run whose threads were not all on a CPU all the time: real time x threads (the wall time
-  // each thread had) exceeds the CPU time they got by more than 10%. Something else ran on the
-  // machine, and the real time is inflated (or, for the 2-thread row, the threads did not
-  // really run at the same time, which hides the contention).
-  bool disturbed(const char* name) const {
-    const double cpu = value(name, kCpuTime);
-    return !std::isnan(cpu) && value(name, kRealTime) * value(name, kThreads) > 1.1 * cpu;
+  // A run whose threads were not all on a CPU all the time: real time x busy CPUs (the wall time
+  // the threads could have had, with at most one CPU each) exceeds the CPU time they got by more
+  // than 10%. Something else ran on the machine, and the real time is inflated (or, for a
+  // multi-threaded row, the threads did not really run at the same time, which hides the
+  // contention).
+  bool disturbed(const std::string& key) const {
+    const double cpu = value(key, kCpuTime);
+    if (std::isnan(cpu)) return false;
+    const double cores = std::max(1U, std::thread::hardware_concurrency());
+    return value(key, kRealTime) * std::min(value(key, kThreads), cores) > 1.1 * cpu;
   }
 
   void print_table(std::ostream& out) const {
     bool header = false;
     bool any_disturbed = false;
-    for (const Comparison& c : kComparisons) {
+    for (const Comparison& c : comparisons_) {
       const std::string metric = c.counter != nullptr ? c.counter : kRealTime;
       const double ct_ns = value(c.ctoken_run, metric);
       const double st_ns = value(c.std_run, metric);
@@ -451,10 +572,11 @@ class RatioReporter : public benchmark::BenchmarkReporter {
       const double ct_allocs = value(c.ctoken_run, "allocs_per_op");
       const double st_allocs = value(c.std_run, "allocs_per_op");
       if (!header) {
-        out << "\nctoken / std (" << (any_median() ? "medians" : "single runs")
+        out << "\nctoken / std in a " << (mode_ == Mode::single_threaded ? "single" : "multi") << "-threaded process ("
+            << (any_median() ? "medians" : "single runs")
             << " of the real time per operation; per callback for the cancel rows)\n";
         char title[160];
-        std::snprintf(title, sizeof title, "%-42s %10s %10s %7s %7s  %-6s %14s\n", "row", "ctoken ns", "std ns",
+        std::snprintf(title, sizeof title, "%-48s %10s %10s %7s %7s  %-6s %14s\n", "row", "ctoken ns", "std ns",
                       "ratio", "goal", "", "allocs/op c/s");
         out << title;
         header = true;
@@ -464,7 +586,7 @@ class RatioReporter : public benchmark::BenchmarkReporter {
       char goal[16] = "info";
       const char* verdict = "";
       if (c.goal > 0) {
-        std::snprintf(goal, sizeof goal, "<=%.1f", c.goal);
+        std::snprintf(goal, sizeof goal, "<=%.2g", c.goal);
         verdict = ratio <= c.goal && (!c.zero_allocs || no_allocs) ? "ok" : "MISS";
       } else if (c.zero_allocs && !no_allocs) {
         verdict = "ALLOCS";
@@ -473,14 +595,14 @@ class RatioReporter : public benchmark::BenchmarkReporter {
       std::snprintf(allocs, sizeof allocs, "%.2f/%.2f", ct_allocs, st_allocs);
       const bool noisy = c.counter == nullptr && (disturbed(c.ctoken_run) || disturbed(c.std_run));
       any_disturbed = any_disturbed || noisy;
-      char row[160];
-      std::snprintf(row, sizeof row, "%-42s %10.2f %10.2f %7.3f %7s  %-6s %14s%s\n", c.label, ct_ns, st_ns, ratio, goal,
-                    verdict, allocs, noisy ? "  *" : "");
+      char row[200];
+      std::snprintf(row, sizeof row, "%-48s %10.2f %10.2f %7.3f %7s  %-6s %14s%s\n", c.label.c_str(), ct_ns, st_ns,
+                    ratio, goal, verdict, allocs, noisy ? "  *" : "");
       out << row;
     }
     if (any_disturbed) {
-      out << "* real time x threads > 1.1 x CPU time: the threads were not on a CPU all the time (the machine was\n"
-             "  busy with something else); rerun these rows on a quiet machine\n";
+      out << "* real time x threads (at most one per CPU) > 1.1 x CPU time: the threads were not on a CPU all the\n"
+             "  time (the machine was busy with something else); rerun these rows on a quiet machine\n";
     }
     out.flush();
   }
@@ -491,148 +613,108 @@ class RatioReporter : public benchmark::BenchmarkReporter {
   }
 
   std::unique_ptr<benchmark::BenchmarkReporter> display_;
+  Mode mode_;
+  std::vector<Comparison> comparisons_;
   std::map<std::string, Samples> samples_;
   bool failed_ = false;
 };
 
 // ---- registration ------------------------------------------------------------------------------
 
-using BenchmarkFunction = void (*)(benchmark::State&);
+using BenchmarkPair = std::array<benchmark::internal::Benchmark*, 2>;
 
-// Registers "<row>/ctoken" and "<row>/std" next to each other, so that they run one after the
-// other, and returns them for further settings.
-std::pair<benchmark::internal::Benchmark*, benchmark::internal::Benchmark*> add_pair(const std::string& row,
-                                                                                     BenchmarkFunction with_ctoken,
-                                                                                     BenchmarkFunction with_std) {
-  return {benchmark::RegisterBenchmark((row + "/ctoken").c_str(), with_ctoken),
-          benchmark::RegisterBenchmark((row + "/std").c_str(), with_std)};
+// Registers "<prefix><row>/ctoken" and "<prefix><row>/std" next to each other, so that they run
+// one after the other, and returns them for further settings. In the single-threaded mode both
+// go through run_single_threaded.
+BenchmarkPair add_pair(Mode mode, const std::string& row, BenchmarkFunction with_ctoken, BenchmarkFunction with_std) {
+  const auto add = [mode](const std::string& name, BenchmarkFunction function) {
+    return mode == Mode::single_threaded ? benchmark::RegisterBenchmark(name.c_str(), &run_single_threaded, function)
+                                         : benchmark::RegisterBenchmark(name.c_str(), function);
+  };
+  const std::string name = row_prefix(mode) + row;
+  return {add(name + "/ctoken", with_ctoken), add(name + "/std", with_std)};
 }
 
-void register_benchmarks() {
-  add_pair("check", BM_check<CtokenLib>, BM_check<StdLib>);
-  add_pair("copy", BM_copy<CtokenLib>, BM_copy<StdLib>);
-  add_pair("create", BM_create<CtokenLib>, BM_create<StdLib>);
-  add_pair("inplace", BM_inplace<CtokenLib>, BM_inplace<StdLib>);
-  add_pair("handle", BM_handle<CtokenLib>, BM_handle<StdLib>);
-  for (const auto& b : {add_pair("cancel/1", BM_cancel<CtokenLib, 1>, BM_cancel<StdLib, 1>),
-                        add_pair("cancel/16", BM_cancel<CtokenLib, 16>, BM_cancel<StdLib, 16>),
-                        add_pair("cancel/1024", BM_cancel<CtokenLib, 1024>, BM_cancel<StdLib, 1024>)}) {
-    b.first->UseManualTime();
-    b.second->UseManualTime();
+// cancel/N for N = 2^Log2N..., in manual time (see BM_cancel). The untimed set-up and tear-down
+// of a batch cost about twice the timed Cancel, so the default minimum time (0.5 s of measured
+// time) would make 26 rows x 5 repetitions take minutes; 0.1 s is still thousands of batches.
+// An explicit --benchmark_min_time (the smoke runs) applies to these rows too.
+template <std::size_t N>
+void add_cancel_row(Mode mode, double min_time) {
+  for (benchmark::internal::Benchmark* b :
+       add_pair(mode, "cancel/" + std::to_string(N), BM_cancel<CtokenLib, N>, BM_cancel<StdLib, N>)) {
+    b->UseManualTime();
+    if (min_time > 0) b->MinTime(min_time);
   }
-  add_pair("linked/1", BM_linked<CtokenLib, 1>, BM_linked<StdLib, 1>);
-  add_pair("linked/2", BM_linked<CtokenLib, 2>, BM_linked<StdLib, 2>);
-  const auto contended = add_pair("contended", BM_contended<CtokenLib>, BM_contended<StdLib>);
-  contended.first->Threads(2)->UseRealTime();
-  contended.second->Threads(2)->UseRealTime();
+}
+template <std::size_t... Log2N>
+void add_cancel_rows(Mode mode, double min_time, std::index_sequence<Log2N...>) {
+  (add_cancel_row<(std::size_t{1} << Log2N)>(mode, min_time), ...);
 }
 
-// Keeps the process multi-threaded for as long as it exists: a thread that only waits.
-//
-// libstdc++ and glibc take cheaper paths while a process has a single thread: libstdc++ asks
-// __gnu_cxx::__is_single_threaded() (glibc's __libc_single_threaded, which turns false for good
-// once a second thread is created) and then, for example, skips the per-callback semaphore
-// release in std::stop_source::request_stop and uses non-atomic shared_ptr counts. A program
-// that needs cancellation has more than one thread, so every row must be measured in that mode,
-// including the rows that run before the first multi-threaded benchmark would start a thread.
-class SecondThread {
- public:
-  SecondThread() : thread_([done = done_.get_future()] { done.wait(); }) {}
-  ~SecondThread() {
-    done_.set_value();
-    thread_.join();
-  }
-  SecondThread(const SecondThread&) = delete;
-  SecondThread& operator=(const SecondThread&) = delete;
+// linked/P for every P of kLinkedParents (I indexes it).
+template <std::size_t... I>
+void add_linked_rows(Mode mode, std::index_sequence<I...>) {
+  (add_pair(mode, "linked/" + std::to_string(kLinkedParents[I]), BM_linked<CtokenLib, kLinkedParents[I]>,
+            BM_linked<StdLib, kLinkedParents[I]>),
+   ...);
+}
 
- private:
-  std::promise<void> done_;
-  std::thread thread_;
-};
+// cancel_min_time: the cancel rows' minimum time in seconds, 0 for Google Benchmark's.
+void register_benchmarks(Mode mode, double cancel_min_time) {
+  add_pair(mode, "check", BM_check<CtokenLib>, BM_check<StdLib>);
+  add_pair(mode, "copy", BM_copy<CtokenLib>, BM_copy<StdLib>);
+  add_pair(mode, "create", BM_create<CtokenLib>, BM_create<StdLib>);
+  add_pair(mode, "inplace", BM_inplace<CtokenLib, Sharing::own_source>, BM_inplace<StdLib, Sharing::own_source>);
+  add_pair(mode, "handle", BM_handle<CtokenLib>, BM_handle<StdLib>);
+  add_cancel_rows(mode, cancel_min_time, std::make_index_sequence<kMaxCallbacksLog2 + 1>{});
+  add_linked_rows(mode, std::make_index_sequence<std::size(kLinkedParents)>{});
+  if (mode == Mode::single_threaded) return;  // the rows below start threads
+  // inplace_shared/threads:T and inplace_separate/threads:T, in wall time; the ctoken and std runs
+  // of each T side by side.
+  for (const int threads : kThreadCounts) {
+    for (const BenchmarkPair& pair : {add_pair(mode, "inplace_shared", BM_inplace<CtokenLib, Sharing::shared_source>,
+                                               BM_inplace<StdLib, Sharing::shared_source>),
+                                      add_pair(mode, "inplace_separate", BM_inplace<CtokenLib, Sharing::own_source>,
+                                               BM_inplace<StdLib, Sharing::own_source>)}) {
+      for (benchmark::internal::Benchmark* b : pair) b->Threads(threads)->UseRealTime();
+    }
+  }
+}
+
+// Removes every `flag` from argv (Google Benchmark rejects flags it does not know) and says
+// whether there was one.
+bool take_flag(int& argc, char** argv, const char* flag) {
+  char** const end =
+      std::remove_if(argv + 1, argv + argc, [flag](const char* arg) { return std::strcmp(arg, flag) == 0; });
+  const bool found = end != argv + argc;
+  argc = static_cast<int>(end - argv);
+  argv[argc] = nullptr;
+  return found;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const SecondThread keep_multi_threaded;  // before anything is measured: see SecondThread
+  const Mode mode = take_flag(argc, argv, "--single_threaded") ? Mode::single_threaded : Mode::multi_threaded;
+  std::optional<SecondThread> keep_multi_threaded;
+  if (mode == Mode::multi_threaded) {
+    keep_multi_threaded.emplace();  // before anything is measured: see SecondThread
+  } else if (!process_is_single_threaded().value_or(false)) {
+    std::fprintf(stderr, "ctoken_bench: --single_threaded needs %s\n",
+                 process_is_single_threaded().has_value() ? "a process with one thread, and this one has more"
+                                                          : "glibc 2.32 or later (__libc_single_threaded)");
+    return 1;
+  }
+  // A minimum time given on the command line wins over the cancel rows' own (see add_cancel_row).
+  const bool min_time_given = std::any_of(
+      argv + 1, argv + argc, [](const char* arg) { return std::strncmp(arg, "--benchmark_min_time", 20) == 0; });
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  register_benchmarks();
-  RatioReporter reporter{std::unique_ptr<benchmark::BenchmarkReporter>(benchmark::CreateDefaultDisplayReporter())};
+  register_benchmarks(mode, min_time_given ? 0.0 : 0.1);
+  RatioReporter reporter{std::unique_ptr<benchmark::BenchmarkReporter>(benchmark::CreateDefaultDisplayReporter()),
+                         mode};
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return reporter.failed() ? 1 : 0;
 }
-
-// ---- counting replacements of the global allocation functions ----------------------------------
-//
-// Every form of operator new counts one allocation and takes its memory from malloc (or
-// posix_memalign for over-aligned requests); every form of operator delete gives it back with
-// free. Replacing them in the executable also covers allocations made inside the shared
-// libraries (libstdc++, libbenchmark), since they bind to these definitions.
-
-namespace {
-
-void* allocate(std::size_t size) {
-  count_allocation();
-  if (size == 0) size = 1;
-  for (;;) {
-    if (void* p = std::malloc(size)) return p;
-    const std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
-    handler();
-  }
-}
-
-void* allocate_aligned(std::size_t size, std::align_val_t alignment) {
-  count_allocation();
-  if (size == 0) size = 1;
-  const std::size_t align = std::max(static_cast<std::size_t>(alignment), sizeof(void*));
-  for (;;) {
-    void* p = nullptr;
-    if (posix_memalign(&p, align, size) == 0) return p;
-    const std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
-    handler();
-  }
-}
-
-template <class Allocate>
-void* allocate_nothrow(Allocate&& allocate_or_throw) noexcept {
-  try {
-    return allocate_or_throw();
-  } catch (...) {
-    return nullptr;
-  }
-}
-
-}  // namespace
-
-void* operator new(std::size_t size) { return allocate(size); }
-void* operator new[](std::size_t size) { return allocate(size); }
-void* operator new(std::size_t size, std::align_val_t alignment) { return allocate_aligned(size, alignment); }
-void* operator new[](std::size_t size, std::align_val_t alignment) { return allocate_aligned(size, alignment); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return allocate_nothrow([size] { return allocate(size); });
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return allocate_nothrow([size] { return allocate(size); });
-}
-void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return allocate_nothrow([size, alignment] { return allocate_aligned(size, alignment); });
-}
-void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  return allocate_nothrow([size, alignment] { return allocate_aligned(size, alignment); });
-}
-
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }

@@ -3,7 +3,9 @@
 # Run as root (or with sudo). Usage: scripts/install-deps.sh [--all]
 #   default: the compiler, CMake, Ninja and Catch2 for `cmake --workflow --preset default`
 #   --all:   also clang (with its sanitizer runtimes), Google Benchmark, Asio and pkg-config for
-#            the other presets and the benchmarks, and for the browser test Debian's chromium,
+#            the other presets and the benchmarks, Go (golang-go: the disconnect benchmark's
+#            reference server), gnuplot (gnuplot-nox: the plots of scripts/perf-report.sh), and
+#            for the browser test Debian's chromium,
 #            Node.js with npm (when `node` / `npm` are not on the PATH) and `npm ci` in
 #            tests/browser (what .ci/run uses)
 set -euo pipefail
@@ -14,7 +16,7 @@ all=false
 
 packages=(g++ cmake ninja-build catch2)
 if $all; then
-  packages+=(clang libclang-rt-14-dev libbenchmark-dev libasio-dev pkg-config chromium)
+  packages+=(clang libclang-rt-14-dev libbenchmark-dev libasio-dev pkg-config chromium golang-go gnuplot-nox)
 fi
 
 missing=()
