@@ -1195,6 +1195,13 @@ void print_tables(const results& res, const std::vector<server_def>& defs, const
   }
 }
 
+// --json FILE: one object (benchmarks/report/make_report.py reads it):
+//   date, machine {cpus, kernel, model}, seed, placement (where the driver and servers ran),
+//   detection [{server, mode (fin|rst), k, samples, p50_us, p99_us, max_us, latencies_us [every
+//     sample], and for ctoken handler_p50_us, handler_p99_us (when its handler had unwound)}],
+//   idle [{server, k, cpu_us_per_s_per_request, rss_bytes_per_request}],
+//   wasted [{check, requests, cpu_ms_after_close_mean, cpu_ms_after_close_max}],
+//   skipped [{server, k, reason}], versions {server: version}.
 void write_json(const std::string& path, const results& res, const std::vector<server_def>& defs, const options& opt) {
   const machine_info m = describe_machine();
   std::ostringstream out;
@@ -1214,8 +1221,13 @@ void write_json(const std::string& path, const results& res, const std::vector<s
         out << (first ? "\n" : ",\n") << "  {\"server\": " << json_string(def.name)
             << ", \"mode\": " << json_string(mode_name(mode)) << ", \"k\": " << k
             << ", \"samples\": " << it->second.latency_us.size() << ", \"p50_us\": " << json_number(s.p50)
-            << ", \"p99_us\": " << json_number(s.p99) << ", \"max_us\": " << json_number(s.max)
-            << ", \"latencies_us\": [";
+            << ", \"p99_us\": " << json_number(s.p99) << ", \"max_us\": " << json_number(s.max);
+        if (def.name == "ctoken" && !it->second.line_us.empty()) {
+          // When the handler had unwound (its CANCELLED line's own time), after the token.
+          const summary u = summarize(it->second.line_us);
+          out << ", \"handler_p50_us\": " << json_number(u.p50) << ", \"handler_p99_us\": " << json_number(u.p99);
+        }
+        out << ", \"latencies_us\": [";
         for (std::size_t i = 0; i < it->second.latency_us.size(); ++i)
           out << (i ? ", " : "") << json_number(it->second.latency_us[i]);
         out << "]}";
