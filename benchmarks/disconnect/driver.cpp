@@ -544,7 +544,9 @@ struct options {
   std::vector<std::size_t> ks{1, 100, 1000, 10000};
   std::vector<close_mode> modes{close_mode::fin, close_mode::rst};
   std::vector<std::string> servers{"floor", "ctoken", "go", "node"};
-  std::size_t min_samples = 200;  // per server, K and mode: rounds repeat until reached
+  // Per server, K and mode: rounds repeat until reached. Whole rounds tend to land fast or slow
+  // together (the CPUs' idle states), so several rounds per cell keep one from deciding a ratio.
+  std::size_t min_samples = 2000;
   std::size_t warmup = 20;        // unmeasured connect/close cycles per server after each start
   std::int64_t gap_ns = 1 * kMs;  // between two disconnects: the previous one's clean-up is over
   std::int64_t timeout_ns = 5000 * kMs;
@@ -576,7 +578,7 @@ void usage(std::FILE* to) {
       "                               [--floor PATH] [--ctoken PATH] [--go PATH] [--node BIN]\n"
       "                               [--node-script PATH] [--no-pin]\n"
       "  --k LIST        in-flight requests per round (default 1,100,1000,10000)\n"
-      "  --samples N     minimum samples per server, K and mode (default 200; rounds repeat)\n"
+      "  --samples N     minimum samples per server, K and mode (default 2000; rounds repeat)\n"
       "  --quick         CI smoke run: K=1,10, 20 samples, short idle window, 1 wasted request each\n"
       "  --gap-us N      pause between two disconnects (default 1000)\n"
       "  --idle-ms N     idle CPU window (default 2000)\n"
