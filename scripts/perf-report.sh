@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every table and plot of docs/performance.md from fresh measurements.
 #
-#   scripts/perf-report.sh            full run (~10 minutes on 2 cores), rewrites docs/performance.md
+#   scripts/perf-report.sh            full run (~15 minutes on 2 cores), rewrites docs/performance.md
 #                                     and docs/perf/*.png
 #   scripts/perf-report.sh --quick    smoke run (CI): every benchmark once, briefly; the report is
 #                                     written into build/bench/report/ and the committed one is

@@ -1365,7 +1365,9 @@ int run(const options& opt) {
     }
 
     std::vector<bool> idle_done(here.size(), false);
-    const std::size_t rounds = (opt.min_samples + k - 1) / k;
+    // At least two rounds per server, however large K: a single round that happens to land slow
+    // (or fast) as a whole would decide the cell's ratio on its own.
+    const std::size_t rounds = std::max<std::size_t>(2, (opt.min_samples + k - 1) / k);
     for (const close_mode mode : opt.modes) {
       std::fprintf(stderr, "K=%zu %s: %zu round(s) per server ...\n", k, mode_label(mode), rounds);
       for (std::size_t r = 0; r < rounds; ++r) {
