@@ -5,6 +5,7 @@
 #include <atomic>
 #include <coroutine>
 #include <exception>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -113,4 +114,16 @@ TEST_CASE("Cancel racing the suspension: every coroutine resumes exactly once") 
     CHECK(t.done());
     CHECK(why == ctoken::errc::canceled);
   }
+}
+
+TEST_CASE("the last source going between await_ready and await_suspend does not strand the coroutine") {
+  // Drives the awaiter by hand, in the order a coroutine would, with the source destroyed in
+  // the window between the two calls: await_suspend must refuse to suspend, since nothing
+  // would ever resume it (regression: it returned true and the coroutine hung forever).
+  std::optional<CancellationTokenSource> source(std::in_place);
+  ctoken::CancelledAwaiter awaiter(source->Token());
+  REQUIRE_FALSE(awaiter.await_ready());
+  source.reset();
+  CHECK_FALSE(awaiter.await_suspend(std::noop_coroutine()));
+  CHECK_FALSE(awaiter.await_resume());
 }

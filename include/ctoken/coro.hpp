@@ -51,6 +51,10 @@ class CancelledAwaiter {
   bool await_suspend(std::coroutine_handle<> continuation) {
     continuation_ = continuation;
     on_cancel_.emplace(token_, resumer{this});
+    // The last source may have gone since await_ready(): then the callback was not stored and
+    // never runs. Orphaning is final (nothing cancels the state afterwards), so "cannot be
+    // cancelled and not cancelled" here means nobody will ever resume us: do not suspend.
+    if (!token_.CanBeCanceled()) return false;
     // acq_rel: pairs with the exchange in resumer: the later of the two sees the earlier's writes.
     return !arrived_.exchange(true, std::memory_order_acq_rel);
   }
