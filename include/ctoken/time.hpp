@@ -110,14 +110,18 @@ class TimeProvider : public detail::deadline_owner {
   // CancelAfter(delay) for delay > 0: (re-)arms s at Now() + delay; an overflowing sum disarms.
   void arm_after(detail::state* s, std::chrono::nanoseconds delay) {
     const std::int64_t now = ticks(Now());
+    // Under the state's lock (then our mutex, the documented order): Cancel() sets kCancelled
+    // under that lock and, before it returns, reads the provider under it and disarms. So
+    // either we see the flag here and arm nothing, or that Cancel sees us and disarms what we
+    // arm. A TryReset or the last source's teardown is serialised with us the same way.
+    detail::state::arm_lock held(*s);
+    if (held.settled()) return;
     std::lock_guard<std::mutex> lock(mutex_);
     if (s->deadline_owner_ptr() == nullptr) {  // first deadline of a source with no provider yet
       s->set_deadline_owner(this);
       attached_.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter read under mutex_
     }
-    // Fired already, or cancelled meanwhile: a Cancel() sets kCancelled before it takes this
-    // mutex to disarm, so either we see the flag here or its disarm removes what we arm.
-    if (s->timer_fired || s->is_cancelled()) return;
+    if (s->timer_fired) return;  // fired already: the source is being cancelled
     if (delay.count() > INT64_MAX - now) {
       heap_.remove(s);
       return;

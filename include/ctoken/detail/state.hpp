@@ -499,9 +499,14 @@ class state {
         push_pool_locked(n);
         break;
       }
+      // The callable's destructor is user code and may drop the last reference to this state
+      // (the "callback owns the operation that owns the registration" shape): hold one of our
+      // own until the node is back in the pool.
+      add_ref();
       unlock(f);
       n->destroy(n);
       return_node(n);
+      release_ref();  // may destroy *this: nothing below touches it
       return;
     }
     unlock(f);
@@ -586,6 +591,13 @@ class state {
       }
       n = next;
     }
+    if (to_destroy == nullptr) {
+      unlock(f);
+      return true;
+    }
+    // The callables' destructors are user code and may destroy the source handle being reset
+    // (and with it every reference): hold one of our own until the nodes are back in the pool.
+    add_ref();
     unlock(f);
     while (to_destroy != nullptr) {
       heap_node* next = to_destroy->pool_next;
@@ -593,6 +605,7 @@ class state {
       return_node(to_destroy);
       to_destroy = next;
     }
+    release_ref();  // may destroy *this: nothing below touches it
     return true;
   }
 
@@ -664,6 +677,27 @@ class state {
   }
 
   // ---- deadline bookkeeping (used by time providers, guarded by the provider's mutex) ------
+
+  // Holds the state's lock while a provider arms its deadline. Cancel() sets kCancelled under
+  // this lock and reads deadline_ under it again before it returns (to disarm), so arming under
+  // it too serialises the two facts: either the arm sees kCancelled and arms nothing, or the
+  // Cancel sees the provider and disarms. (Without it, "store the flag, load the provider" and
+  // "store the provider, load the flag" is store-buffering, which acquire/release does not
+  // order, and a cancelled source could keep an armed deadline.) Lock order: this lock, then
+  // the provider's mutex.
+  class arm_lock {
+   public:
+    explicit arm_lock(state& s) noexcept : s_(s), f_(s.lock()) {}
+    ~arm_lock() { s_.unlock(f_); }
+    arm_lock(const arm_lock&) = delete;
+    arm_lock& operator=(const arm_lock&) = delete;
+    // Cancelled, or orphaned: arming would be pointless.
+    bool settled() const noexcept { return (f_ & (kCancelled | kOrphaned)) != 0; }
+
+   private:
+    state& s_;
+    std::uint32_t f_;
+  };
 
   void set_deadline_owner(deadline_owner* o) noexcept {
     // release: publishes the provider's bookkeeping for this state to try_reset/teardown.
