@@ -36,7 +36,7 @@ using ctoken::CancellationCallback;
 using ctoken::CancellationToken;
 using ctoken::CancellationTokenSource;
 
-TEST_CASE("creating a source is one allocation; tokens - copies and Cancel allocate nothing") {
+TEST_CASE("creating a source is one allocation - tokens, copies and Cancel allocate nothing") {
   CHECK(allocations_in([] { CancellationTokenSource s; }) == 1);
   CancellationTokenSource source;
   CHECK(allocations_in([&] {

@@ -10,7 +10,7 @@
 using ctoken::CancellationCallback;
 using ctoken::CancellationTokenSource;
 
-TEST_CASE("a throwing callback does not stop the others; Cancel rethrows the first exception") {
+TEST_CASE("a throwing callback does not stop the others, and Cancel rethrows the first exception") {
   CancellationTokenSource source;
   std::vector<int> order;
   auto r1 = source.Token().Register([&] { order.push_back(1); });

@@ -72,7 +72,7 @@ TEST_CASE("a callback that disposes registrations that have not run yet: they ne
   CHECK(order == std::vector<int>{3});
 }
 
-TEST_CASE("a callback that unregisters another one gets true; the other never runs") {
+TEST_CASE("a callback that unregisters another one gets true - the other never runs") {
   CancellationTokenSource source;
   int other_runs = 0;
   bool unregistered = false;

@@ -44,7 +44,7 @@ TEST_CASE("a parent that is already cancelled gives an already-cancelled linked 
   CHECK(linked.Token().Reason() == errc::shutdown);
 }
 
-TEST_CASE("None() parents are ignored; no parents at all is a plain source") {
+TEST_CASE("None() parents are ignored, and no parents at all is a plain source") {
   auto none_only = CancellationTokenSource::CreateLinkedTokenSource(CancellationToken::None());
   CHECK(none_only.Token().CanBeCanceled());
   CHECK(none_only.Cancel());

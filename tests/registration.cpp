@@ -82,7 +82,7 @@ TEST_CASE("Token() of a registration is its token until disposed") {
   CHECK(r.Token() == CancellationToken::None());
 }
 
-TEST_CASE("Dispose before Cancel: the callback never runs; Dispose after it ran is a no-op") {
+TEST_CASE("Dispose before Cancel: the callback never runs - Dispose after it ran is a no-op") {
   CancellationTokenSource source;
   int a = 0;
   int b = 0;
@@ -127,7 +127,7 @@ TEST_CASE("moving a handle moves the registration") {
   CHECK(runs == 1);
 }
 
-TEST_CASE("Unregister: true iff the callback will now never run; the handle stays live") {
+TEST_CASE("Unregister: true iff the callback will now never run - the handle stays live") {
   CancellationTokenSource source;
   int runs = 0;
   auto r = source.Token().Register([&] { ++runs; });
@@ -236,7 +236,7 @@ TEST_CASE("destroying a CancellationCallback waits for its running callback") {
   canceller.join();
 }
 
-TEST_CASE("Unregister while the callback runs elsewhere is false and does not wait; Dispose then waits") {
+TEST_CASE("Unregister while the callback runs elsewhere is false and does not wait - Dispose then waits") {
   CancellationTokenSource source;
   std::atomic<bool> entered{false};
   std::atomic<bool> release{false};

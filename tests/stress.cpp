@@ -338,7 +338,7 @@ bool is_empty(const CancellationTokenRegistration& reg) { return reg.Token() == 
 // ============================================================================================
 // 1. Register / Unregister / Dispose racing one Cancel.
 // ============================================================================================
-TEST_CASE("stress: Register, Unregister and Dispose race Cancel; each callback runs at most once", "[stress]") {
+TEST_CASE("stress: Register, Unregister and Dispose race Cancel - each callback runs at most once", "[stress]") {
   constexpr unsigned kRegistrants = 3;
   constexpr unsigned kPer = 24;
   Failures fails;
@@ -1323,7 +1323,7 @@ TEST_CASE("stress: CancelAfter with tiny delays races TryReset, Register and des
 // 9. Source handles copied and destroyed on several threads while they register: the last
 //    handle's destruction orphans the token, and nothing registered after that ever runs.
 // ============================================================================================
-TEST_CASE("stress: copying and destroying source handles races Register; orphaned tokens never fire",
+TEST_CASE("stress: copying and destroying source handles races Register - orphaned tokens never fire",
           "[stress][lifetime]") {
   constexpr unsigned kThreads = 3;
   constexpr unsigned kPer = 16;
