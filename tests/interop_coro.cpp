@@ -1,4 +1,4 @@
-// co_await WhenCancelled(token) (C++20 coroutines).
+// co_await WhenCanceled(token) (C++20 coroutines).
 #include <ctoken/coro.hpp>
 #include <ctoken/ctoken.hpp>
 
@@ -7,6 +7,7 @@
 #include <exception>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ctoken_test.hpp"
@@ -36,13 +37,27 @@ struct task {
 };
 
 task wait_for_cancel(ctoken::CancellationToken token, std::error_code* out, std::thread::id* resumed_on) {
-  *out = co_await ctoken::WhenCancelled(token);
+  *out = co_await ctoken::WhenCanceled(token);
   *resumed_on = std::this_thread::get_id();
 }
 
+// The old spellings stay one release as [[deprecated]] aliases: they must still compile and
+// behave the same. The warning is expected here and silenced for this function only.
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+task wait_with_old_spelling(ctoken::CancellationToken token, std::error_code* out) {
+  ctoken::CancelledAwaiter awaiter = ctoken::WhenCancelled(token);
+  *out = co_await awaiter;
+}
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
 }  // namespace
 
-TEST_CASE("co_await WhenCancelled suspends until Cancel and resumes on the cancelling thread") {
+TEST_CASE("co_await WhenCanceled suspends until Cancel and resumes on the cancelling thread") {
   CancellationTokenSource source;
   std::error_code why;
   std::thread::id resumed_on;
@@ -121,9 +136,19 @@ TEST_CASE("the last source going between await_ready and await_suspend does not 
   // the window between the two calls: await_suspend must refuse to suspend, since nothing
   // would ever resume it (regression: it returned true and the coroutine hung forever).
   std::optional<CancellationTokenSource> source(std::in_place);
-  ctoken::CancelledAwaiter awaiter(source->Token());
+  ctoken::CanceledAwaiter awaiter(source->Token());
   REQUIRE_FALSE(awaiter.await_ready());
   source.reset();
   CHECK_FALSE(awaiter.await_suspend(std::noop_coroutine()));
   CHECK_FALSE(awaiter.await_resume());
+}
+
+TEST_CASE("the deprecated WhenCancelled and CancelledAwaiter still compile and behave the same") {
+  CancellationTokenSource source;
+  std::error_code why;
+  task t = wait_with_old_spelling(source.Token(), &why);
+  CHECK_FALSE(t.done());
+  source.Cancel(ctoken::errc::shutdown);
+  CHECK(t.done());
+  CHECK(why == ctoken::errc::shutdown);
 }

@@ -48,7 +48,7 @@ TEST_CASE("StopTokenBridge: once the bridge is gone the token can no longer be c
 TEST_CASE("StopSourceBridge: Cancel requests stop") {
   CancellationTokenSource source;
   ctoken::StopSourceBridge bridge(source.Token());
-  std::stop_token st = bridge.get_token();
+  std::stop_token st = bridge.StopToken();
   CHECK(st.stop_possible());
   CHECK_FALSE(st.stop_requested());
   int std_callbacks = 0;
@@ -62,7 +62,7 @@ TEST_CASE("StopSourceBridge: an already cancelled token requests stop at once") 
   CancellationTokenSource source;
   source.Cancel();
   ctoken::StopSourceBridge bridge(source.Token());
-  CHECK(bridge.get_token().stop_requested());
+  CHECK(bridge.StopToken().stop_requested());
 }
 
 TEST_CASE("StopSourceBridge drives a std::jthread's own stop_source") {
@@ -89,7 +89,7 @@ TEST_CASE("StopSourceBridge wakes std::condition_variable_any::wait(lock, stop_t
   std::atomic<int> result{-1};
   std::thread waiter([&] {
     std::unique_lock lock(m);
-    result = cv.wait(lock, bridge.get_token(), [] { return false; }) ? 1 : 0;
+    result = cv.wait(lock, bridge.StopToken(), [] { return false; }) ? 1 : 0;
   });
   std::this_thread::sleep_for(20ms);
   source.Cancel();
@@ -104,3 +104,34 @@ TEST_CASE("StopSourceBridge: after the bridge is gone, Cancel no longer requests
   source.Cancel();
   CHECK_FALSE(target.stop_requested());
 }
+
+TEST_CASE("StopSourceBridge: StopSource() shares the stop state it requests stop on") {
+  CancellationTokenSource source;
+  std::stop_source target;
+  ctoken::StopSourceBridge bridge(source.Token(), target);
+  std::stop_source shared = bridge.StopSource();
+  CHECK(shared == target);
+  source.Cancel();
+  CHECK(shared.stop_requested());
+  CHECK(bridge.StopToken().stop_requested());
+}
+
+// The old snake_case accessors stay one release as [[deprecated]] members: they must still
+// compile and behave the same. The warning is expected here and silenced for this test only.
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+TEST_CASE("StopSourceBridge: the deprecated get_token and get_stop_source still work") {
+  CancellationTokenSource source;
+  ctoken::StopSourceBridge bridge(source.Token());
+  std::stop_token st = bridge.get_token();
+  std::stop_source ss = bridge.get_stop_source();
+  CHECK(ss == bridge.StopSource());
+  source.Cancel();
+  CHECK(st.stop_requested());
+  CHECK(ss.stop_requested());
+}
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

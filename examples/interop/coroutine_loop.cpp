@@ -1,7 +1,7 @@
 // Coroutines and cancellation on a minimal single-threaded event loop (C++20).
 //
 // Two ideas:
-//  - `co_await ctoken::WhenCancelled(token)` suspends until the token is cancelled;
+//  - `co_await ctoken::WhenCanceled(token)` suspends until the token is cancelled;
 //  - racing work against cancellation: an awaitable (`sleep`) that resumes the coroutine on
 //    whichever comes first, its timer or the token, and cancels the loser.
 // Cancellation callbacks run on the cancelling thread; this loop is single-threaded, so the
@@ -147,7 +147,7 @@ task worker(event_loop& loop, ctoken::CancellationToken token) {
 }
 
 task watcher(ctoken::CancellationToken token) {
-  const std::error_code why = co_await ctoken::WhenCancelled(token);
+  const std::error_code why = co_await ctoken::WhenCanceled(token);
   std::printf("watcher: resumed with \"%s\"\n", why.message().c_str());
 }
 

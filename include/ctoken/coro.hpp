@@ -1,6 +1,6 @@
 // ctoken — co_await support (C++20 coroutines), executor-agnostic.
 //
-//   std::error_code why = co_await ctoken::WhenCancelled(token);
+//   std::error_code why = co_await ctoken::WhenCanceled(token);
 //
 // suspends the coroutine until `token` is cancelled and resumes it on the cancelling thread
 // (inside Cancel(), like any callback), yielding the reason.
@@ -24,7 +24,7 @@
 
 namespace ctoken {
 
-/// The awaitable returned by WhenCancelled(). Awaiting it:
+/// The awaitable returned by WhenCanceled(). Awaiting it:
 /// - completes at once with the reason if the token is already cancelled;
 /// - completes at once with an empty error_code if the token can never be cancelled (None(),
 ///   or every source gone), rather than suspending forever;
@@ -36,13 +36,13 @@ namespace ctoken {
 /// which means you destroyed a coroutine that is running: don't. If the token's sources all
 /// disappear while suspended, nothing resumes the coroutine; destroy it. No allocation: the
 /// registration lives in the coroutine frame (a CancellationCallback).
-class CancelledAwaiter {
+class CanceledAwaiter {
  public:
-  explicit CancelledAwaiter(CancellationToken token) noexcept : token_(std::move(token)) {}
-  CancelledAwaiter(const CancelledAwaiter&) = delete;
-  CancelledAwaiter& operator=(const CancelledAwaiter&) = delete;
-  // Movable only before it is awaited (so WhenCancelled can return it by value).
-  CancelledAwaiter(CancelledAwaiter&& other) noexcept : token_(std::move(other.token_)) {}
+  explicit CanceledAwaiter(CancellationToken token) noexcept : token_(std::move(token)) {}
+  CanceledAwaiter(const CanceledAwaiter&) = delete;
+  CanceledAwaiter& operator=(const CanceledAwaiter&) = delete;
+  // Movable only before it is awaited (so WhenCanceled can return it by value).
+  CanceledAwaiter(CanceledAwaiter&& other) noexcept : token_(std::move(other.token_)) {}
 
   bool await_ready() const noexcept { return token_.IsCancellationRequested() || !token_.CanBeCanceled(); }
 
@@ -63,7 +63,7 @@ class CancelledAwaiter {
 
  private:
   struct resumer {
-    CancelledAwaiter* self;
+    CanceledAwaiter* self;
     void operator()() const noexcept {
       // acq_rel: see await_suspend. If await_suspend has not finished, it will not suspend.
       if (self->arrived_.exchange(true, std::memory_order_acq_rel)) self->continuation_.resume();
@@ -76,8 +76,19 @@ class CancelledAwaiter {
   std::optional<CancellationCallback<resumer> > on_cancel_;
 };
 
-/// `co_await WhenCancelled(token)`: see CancelledAwaiter.
-inline CancelledAwaiter WhenCancelled(CancellationToken token) noexcept { return CancelledAwaiter(std::move(token)); }
+/// `co_await WhenCanceled(token)`: see CanceledAwaiter. Cheap: copies nothing but the token
+/// (moved in); registers nothing until the awaiter is awaited.
+inline CanceledAwaiter WhenCanceled(CancellationToken token) noexcept { return CanceledAwaiter(std::move(token)); }
+
+/// Deprecated spelling of CanceledAwaiter (public names spell "Canceled", as .NET does); removed
+/// in the next release.
+using CancelledAwaiter [[deprecated("use ctoken::CanceledAwaiter")]] = CanceledAwaiter;
+
+/// Deprecated spelling of WhenCanceled (public names spell "Canceled", as .NET does); removed in
+/// the next release. Same behaviour and cost.
+[[deprecated("use ctoken::WhenCanceled")]] inline CanceledAwaiter WhenCancelled(CancellationToken token) noexcept {
+  return CanceledAwaiter(std::move(token));
+}
 
 }  // namespace ctoken
 

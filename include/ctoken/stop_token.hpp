@@ -35,7 +35,7 @@ class StopTokenBridge {
   StopTokenBridge(const StopTokenBridge&) = delete;
   StopTokenBridge& operator=(const StopTokenBridge&) = delete;
 
-  /// The token that follows the std::stop_token.
+  /// The token that follows the std::stop_token. Thread-safe; one atomic increment.
   CancellationToken Token() const noexcept { return source_.Token(); }
 
  private:
@@ -65,11 +65,20 @@ class StopSourceBridge {
   StopSourceBridge(const StopSourceBridge&) = delete;
   StopSourceBridge& operator=(const StopSourceBridge&) = delete;
 
-  /// A std::stop_token that is stop-requested once the ctoken token is cancelled.
-  std::stop_token get_token() const noexcept { return target_.get_token(); }
+  /// A std::stop_token that is stop-requested once the ctoken token is cancelled. Thread-safe;
+  /// costs a copy of a std::stop_token (one atomic increment).
+  std::stop_token StopToken() const noexcept { return target_.get_token(); }
 
-  /// The std::stop_source the bridge requests stop on.
-  std::stop_source get_stop_source() const noexcept { return target_; }
+  /// The std::stop_source the bridge requests stop on (a copy sharing its stop state).
+  /// Thread-safe; one atomic increment.
+  std::stop_source StopSource() const noexcept { return target_; }
+
+  /// Deprecated spelling of StopToken() (one accessor style: PascalCase, as StopTokenBridge's
+  /// Token()); removed in the next release.
+  [[deprecated("use StopToken()")]] std::stop_token get_token() const noexcept { return StopToken(); }
+
+  /// Deprecated spelling of StopSource(); removed in the next release.
+  [[deprecated("use StopSource()")]] std::stop_source get_stop_source() const noexcept { return StopSource(); }
 
  private:
   struct requester {
