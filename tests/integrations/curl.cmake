@@ -5,6 +5,14 @@ if(CURL_FOUND)
   ctoken_test(test_curl curl.cpp)
   target_link_libraries(test_curl PRIVATE CURL::libcurl)
   target_include_directories(test_curl PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR}/../support)
+
+  # The header compiles on its own (it is left out of the dependency-free check in
+  # tests/CMakeLists.txt because it needs libcurl's headers).
+  set(tu "${CMAKE_CURRENT_BINARY_DIR}/headers/ctoken_curl_hpp.cpp")
+  file(CONFIGURE OUTPUT "${tu}" CONTENT "#include <ctoken/curl.hpp>\n#include <ctoken/curl.hpp>  // and include guards work\nint ctoken_curl_hpp_anchor = 0;\n")
+  add_library(test_headers_curl OBJECT "${tu}")
+  target_link_libraries(test_headers_curl PRIVATE ctoken::ctoken CURL::libcurl)
+  ctoken_warnings(test_headers_curl)
 else()
   ctoken_skipped(test_curl "libcurl 7.68 or newer not found (Debian: apt-get install libcurl4-openssl-dev)")
 endif()
