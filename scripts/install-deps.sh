@@ -16,7 +16,7 @@ all=false
 
 packages=(g++ cmake ninja-build catch2)
 if $all; then
-  packages+=(clang libclang-rt-14-dev libbenchmark-dev libasio-dev libcurl4-openssl-dev pkg-config chromium golang-go gnuplot-nox libsqlite3-dev libpq-dev postgresql)
+  packages+=(clang libclang-rt-14-dev libbenchmark-dev libasio-dev libcurl4-openssl-dev pkg-config chromium golang-go gnuplot-nox libsqlite3-dev libpq-dev postgresql libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev)
 fi
 
 missing=()
