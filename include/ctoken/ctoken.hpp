@@ -11,6 +11,7 @@
 #include <ctoken/source.hpp>
 #include <ctoken/time.hpp>
 #include <ctoken/token.hpp>
+#include <ctoken/version.hpp>
 #include <ctoken/wait.hpp>
 
 #endif

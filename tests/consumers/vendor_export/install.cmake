@@ -1,0 +1,17 @@
+# Configures, builds and checks the vendoring project (producer/) in BUILD_DIR, then installs it
+# into PREFIX: jobs' package, and ctoken's next to it.
+file(REMOVE_RECURSE "${BUILD_DIR}" "${PREFIX}")
+set(options -DCTOKEN_SOURCE_DIR=${CTOKEN_SOURCE_DIR} -DCMAKE_CXX_COMPILER=${CXX_COMPILER})
+if(CXX_STANDARD)
+  list(APPEND options -DCMAKE_CXX_STANDARD=${CXX_STANDARD})
+endif()
+function(run what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "vendor and export: ${what} failed (${result})")
+  endif()
+endfunction()
+run(configuring ${CMAKE_COMMAND} -S "${CMAKE_CURRENT_LIST_DIR}/producer" -B "${BUILD_DIR}" -G "${GENERATOR}" ${options})
+run(building ${CMAKE_COMMAND} --build "${BUILD_DIR}")
+run("the producer's own check" "${BUILD_DIR}/producer_check")
+run(installing ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${PREFIX}")
