@@ -1,0 +1,28 @@
+# <ctoken/postgres.hpp> against the bare libpq calls (ctoken_bench_postgres), on a throwaway
+# server the binary starts itself; left out with a message when libpq is not found.
+find_package(PkgConfig QUIET)
+if(PKG_CONFIG_FOUND)
+  pkg_check_modules(CTOKEN_BENCH_LIBPQ IMPORTED_TARGET libpq)
+endif()
+if(CTOKEN_BENCH_LIBPQ_FOUND)
+  file(GLOB ctoken_bench_pg_bindirs "/usr/lib/postgresql/*/bin")
+  list(SORT ctoken_bench_pg_bindirs COMPARE NATURAL ORDER DESCENDING)
+  find_program(CTOKEN_BENCH_PG_INITDB initdb HINTS ${ctoken_bench_pg_bindirs})
+  set(ctoken_bench_pg_bindir "")
+  if(CTOKEN_BENCH_PG_INITDB)
+    get_filename_component(ctoken_bench_pg_bindir "${CTOKEN_BENCH_PG_INITDB}" DIRECTORY)
+  endif()
+  add_executable(ctoken_bench_postgres ${CMAKE_CURRENT_LIST_DIR}/postgres_bench.cpp)
+  target_link_libraries(ctoken_bench_postgres PRIVATE ctoken::ctoken benchmark::benchmark PkgConfig::CTOKEN_BENCH_LIBPQ)
+  target_compile_definitions(ctoken_bench_postgres PRIVATE CTOKEN_PG_BINDIR="${ctoken_bench_pg_bindir}")
+  target_compile_options(ctoken_bench_postgres PRIVATE $<$<CXX_COMPILER_ID:GNU,Clang,AppleClang>:-O2>)
+  ctoken_warnings(ctoken_bench_postgres)
+  if(CTOKEN_BUILD_TESTS)
+    # Reported skipped, never passed, on a machine without the server.
+    add_test(NAME bench_postgres_smoke
+      COMMAND ctoken_bench_postgres --samples=3 --benchmark_min_time=0.001 --benchmark_color=false)
+    set_tests_properties(bench_postgres_smoke PROPERTIES TIMEOUT 180 LABELS benchmark SKIP_REGULAR_EXPRESSION "SKIPPED")
+  endif()
+else()
+  message(STATUS "ctoken benchmarks: ctoken_bench_postgres left out: libpq not found with pkg-config")
+endif()

@@ -1,0 +1,221 @@
+// <ctoken/postgres.hpp> against the bare libpq calls, in one binary (Google Benchmark), on a
+// throwaway server it starts itself (initdb + pg_ctl as the 'postgres' user when root, Unix
+// socket in a temporary directory, no TCP; stopped and removed at the end), or on the server
+// named by the environment variable CTOKEN_PG_CONNINFO.
+//
+//   ctoken_bench_postgres [--samples N] [benchmark flags]
+//
+// Rows (the token never cancelled), each against "select1/bare" = PQexec("SELECT 1"):
+//   select1/scope   a CancelScope made and destroyed around the PQexec
+//   select1/exec    ctoken::postgres::Exec (PQsendQuery + poll on the socket and a CancellationFd)
+// Latency rows: SELECT pg_sleep(30) cancelled from another thread 20 ms after it was sent;
+// Cancel() to the call returning (SQLSTATE 57014), over N samples (--samples, default 50), as
+// counters p50_us, p99_us, max_us:
+//   cancel_latency/scope   PQexec under a CancelScope (the cancelling thread runs PQcancel)
+//   cancel_latency/exec    Exec (the caller's thread wakes, sends the cancel, drains)
+#include <ctoken/ctoken.hpp>
+#include <ctoken/postgres.hpp>
+
+#include <benchmark/benchmark.h>
+#include <libpq-fe.h>
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+int g_samples = 50;
+std::string g_conninfo;
+
+int sh(const std::string& command) { return std::system(command.c_str()); }
+
+// The throwaway server; empty conninfo() when it could not start (the reason is printed).
+class Server {
+ public:
+  Server() {
+    const std::string bin = CTOKEN_PG_BINDIR;
+    if (bin.empty()) {
+      std::fprintf(stderr, "no PostgreSQL server binaries (initdb) were found at configure time\n");
+      return;
+    }
+    char tmpl[] = "/tmp/ctoken-pgbench-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return;
+    dir_ = tmpl;
+    std::string as_postgres;
+    if (::geteuid() == 0) {
+      const passwd* pw = ::getpwnam("postgres");
+      if (pw == nullptr || ::chown(dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0) return;
+      as_postgres = "runuser -u postgres -- ";
+    }
+    ctl_ = as_postgres + bin + "/pg_ctl -D " + dir_ + "/data";
+    if (sh(as_postgres + bin + "/initdb -D " + dir_ + "/data -A trust -U postgres -E UTF8 --locale=C --no-sync > " +
+           dir_ + "/initdb.log 2>&1") != 0 ||
+        sh(ctl_ + " -w -t 60 -l " + dir_ + "/server.log -o \"-c listen_addresses='' -k " + dir_ +
+           " -c fsync=off\" start > /dev/null") != 0) {
+      std::fprintf(stderr, "the server did not start: see %s\n", dir_.c_str());
+      return;
+    }
+    started_ = true;
+  }
+  ~Server() {
+    if (started_) sh(ctl_ + " -w -m immediate stop > /dev/null 2>&1");
+    if (!dir_.empty() && started_) sh("rm -rf '" + dir_ + "'");
+  }
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  std::string conninfo() const { return started_ ? "host=" + dir_ + " user=postgres dbname=postgres" : std::string(); }
+
+ private:
+  std::string dir_;
+  std::string ctl_;
+  bool started_ = false;
+};
+
+struct Conn {
+  PGconn* c;
+  Conn() : c(PQconnectdb(g_conninfo.c_str())) {}
+  ~Conn() { PQfinish(c); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  bool ok() const { return PQstatus(c) == CONNECTION_OK; }
+};
+
+bool tuples_ok(PGresult* r) {
+  const bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+  PQclear(r);
+  return ok;
+}
+
+enum class Form { bare, scope, exec };
+
+void select1(benchmark::State& state, Form form) {
+  Conn conn;
+  if (!conn.ok()) {
+    state.SkipWithError(PQerrorMessage(conn.c));
+    return;
+  }
+  ctoken::CancellationTokenSource source;
+  const ctoken::CancellationToken token = source.Token();
+  for (auto _ : state) {
+    bool ok = false;
+    switch (form) {
+      case Form::bare:
+        ok = tuples_ok(PQexec(conn.c, "SELECT 1"));
+        break;
+      case Form::scope: {
+        ctoken::postgres::CancelScope scope(conn.c, token);
+        ok = tuples_ok(PQexec(conn.c, "SELECT 1"));
+        break;
+      }
+      case Form::exec:
+        ok = tuples_ok(ctoken::postgres::Exec(conn.c, "SELECT 1", token));
+        break;
+    }
+    if (!ok) {
+      state.SkipWithError("SELECT 1 failed");
+      break;
+    }
+  }
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+void cancel_latency(benchmark::State& state, Form form) {
+  Conn conn;
+  if (!conn.ok()) {
+    state.SkipWithError(PQerrorMessage(conn.c));
+    return;
+  }
+  std::vector<double> samples_us;
+  for (auto _ : state) {
+    samples_us.clear();
+    for (int i = 0; i < g_samples; ++i) {
+      ctoken::CancellationTokenSource source;
+      clock_type::time_point cancelled_at;
+      std::thread canceller([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        cancelled_at = clock_type::now();
+        source.Cancel();
+      });
+      PGresult* r;
+      if (form == Form::scope) {
+        ctoken::postgres::CancelScope scope(conn.c, source.Token());
+        r = PQexec(conn.c, "SELECT pg_sleep(30)");
+      } else {
+        r = ctoken::postgres::Exec(conn.c, "SELECT pg_sleep(30)", source.Token());
+      }
+      const auto returned = clock_type::now();
+      canceller.join();
+      const char* sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      const bool cancelled = sqlstate != nullptr && std::strcmp(sqlstate, "57014") == 0;
+      PQclear(r);
+      if (!cancelled) {
+        state.SkipWithError("the query was not cancelled");
+        break;
+      }
+      samples_us.push_back(std::chrono::duration<double, std::micro>(returned - cancelled_at).count());
+    }
+  }
+  if (!samples_us.empty()) {
+    state.counters["p50_us"] = percentile(samples_us, 0.50);
+    state.counters["p99_us"] = percentile(samples_us, 0.99);
+    state.counters["max_us"] = percentile(samples_us, 1.0);
+    state.counters["samples"] = static_cast<double>(samples_us.size());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--samples=", 10) == 0) {
+      g_samples = std::max(1, std::atoi(argv[i] + 10));
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+
+  Server* server = nullptr;
+  if (const char* given = std::getenv("CTOKEN_PG_CONNINFO")) {
+    g_conninfo = given;
+  } else {
+    server = new Server;
+    g_conninfo = server->conninfo();
+    if (g_conninfo.empty()) {
+      delete server;
+      std::printf("SKIPPED: no PostgreSQL server to measure against\n");
+      return 0;
+    }
+  }
+  benchmark::RegisterBenchmark("select1/bare", [](benchmark::State& s) { select1(s, Form::bare); });
+  benchmark::RegisterBenchmark("select1/scope", [](benchmark::State& s) { select1(s, Form::scope); });
+  benchmark::RegisterBenchmark("select1/exec", [](benchmark::State& s) { select1(s, Form::exec); });
+  benchmark::RegisterBenchmark("cancel_latency/scope", [](benchmark::State& s) { cancel_latency(s, Form::scope); })
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("cancel_latency/exec", [](benchmark::State& s) { cancel_latency(s, Form::exec); })
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  delete server;
+  return 0;
+}
