@@ -504,7 +504,10 @@ TEST_CASE("http client: cancelling during connect") {
   const full_listener full;
   REQUIRE(full.fd >= 0);
   if (!full.hangs) {
-    WARN("this kernel completed a connect to a full accept queue: the connect phase cannot be held on loopback");
+    // Reported skipped by ctest (ctoken_test()'s SKIP_REGULAR_EXPRESSION), never passed.
+    std::printf(
+        "SKIPPED: this kernel completed a connect to a full accept queue: the connect phase "
+        "cannot be held on loopback\n");
     return;
   }
   const std::size_t baseline = http_test::open_fd_count();
