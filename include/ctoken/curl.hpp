@@ -139,6 +139,12 @@ inline CURLcode perform_on(CURLM* multi, CURL* easy, const CancellationToken& to
 ///   getaddrinfo() to finish unless the easy handle has CURLOPT_QUICK_EXIT set to 1 (libcurl
 ///   7.87.0 and newer), which lets that thread finish on its own. With the synchronous resolver
 ///   (a libcurl built without AsynchDNS) resolving cannot be interrupted at all.
+/// - Work libcurl does inside one step is not interrupted. The one that shows: libcurl reads
+///   its whole CA bundle (CURLOPT_CAINFO) right after sending the TLS ClientHello, for every
+///   new connection (Debian 12's 7.88 does not cache it), which takes tens of milliseconds; a
+///   cancellation during that read returns when it ends. Setting CURLOPT_CAINFO to NULL and
+///   CURLOPT_CAPATH to a hashed directory (Debian: /etc/ssl/certs) makes OpenSSL look
+///   certificates up lazily instead, and a reused connection skips the handshake altogether.
 /// - Only the easy interface: the handle must not be in a multi handle of yours. Callbacks of
 ///   the transfer (write, read, progress ...) run on the calling thread, as with
 ///   curl_easy_perform; a cancellation is seen between two of them, never inside one.
