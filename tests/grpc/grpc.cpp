@@ -70,7 +70,6 @@ struct Chain {
 };
 
 const auto started = [](const hops::HopEvents& e) { return e.started; };
-const auto cancelled = [](const hops::HopEvents& e) { return static_cast<bool>(e.reason); };
 const auto done = [](const hops::HopEvents& e) { return e.done; };
 
 int count_threads() {
