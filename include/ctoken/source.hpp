@@ -115,7 +115,7 @@ class CancellationTokenSource {
       s->request_cancel(make_error_code(errc::timed_out));
       return;
     }
-    detail::deadline_owner* const owner = s->deadline_owner_ptr();
+    detail::deadline_owner* const owner = s->timer().owner();
     if (delay == std::chrono::nanoseconds::max()) {
       if (owner != nullptr) (void)static_cast<TimeProvider*>(owner)->disarm(s);  // nothing armed otherwise
       return;

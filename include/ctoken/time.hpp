@@ -67,10 +67,10 @@ class TimeProvider : public detail::deadline_owner {
   // Pops the earliest deadline if it is due at `now` (ns since the steady epoch): marks it
   // fired and returns it with a reference the caller must release after fire(). Else null.
   detail::state* pop_due_locked(std::int64_t now) noexcept {
-    if (heap_.empty() || heap_.top()->timer_due > now) return nullptr;
+    if (heap_.empty() || heap_.top_due() > now) return nullptr;
     detail::state* s = heap_.top();
     heap_.remove(s);
-    s->timer_fired = true;
+    s->timer().fired_ = true;
     // The state is alive: an armed state is removed (under mutex_) by its last source's
     // teardown before that teardown can drop its reference.
     s->add_ref();
@@ -88,6 +88,9 @@ class TimeProvider : public detail::deadline_owner {
     s->request_cancel(make_error_code(errc::timed_out));  // refused once orphaned
   }
 
+  // When s's armed (or just popped) deadline falls due. Call with mutex_ held.
+  static std::int64_t due_of(const detail::state* s) noexcept { return s->timer().due_; }
+
   static std::int64_t ticks(std::chrono::steady_clock::time_point t) noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   }
@@ -101,8 +104,8 @@ class TimeProvider : public detail::deadline_owner {
   // Makes this provider the one of s (a source being created, or a source's first CancelAfter).
   void attach(detail::state* s) noexcept {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (s->deadline_owner_ptr() == nullptr) {
-      s->set_deadline_owner(this);
+    if (s->timer().owner() == nullptr) {
+      s->timer().set_owner(this);
       attached_.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter read under mutex_
     }
   }
@@ -117,40 +120,40 @@ class TimeProvider : public detail::deadline_owner {
     detail::state::arm_lock held(*s);
     if (held.settled()) return;
     std::lock_guard<std::mutex> lock(mutex_);
-    if (s->deadline_owner_ptr() == nullptr) {  // first deadline of a source with no provider yet
-      s->set_deadline_owner(this);
+    if (s->timer().owner() == nullptr) {  // first deadline of a source with no provider yet
+      s->timer().set_owner(this);
       attached_.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter read under mutex_
     }
-    if (s->timer_fired) return;  // fired already: the source is being cancelled
+    if (s->timer().fired_) return;  // fired already: the source is being cancelled
     if (delay.count() > INT64_MAX - now) {
       heap_.remove(s);
       return;
     }
     const std::int64_t due = now + delay.count();
     before_arm_locked();
-    const bool earlier = heap_.empty() || due < heap_.top()->timer_due;
+    const bool earlier = heap_.empty() || due < heap_.top_due();
     heap_.arm(s, due);
     if (earlier) on_earlier_deadline();
   }
 
   bool disarm(detail::state* s) noexcept override {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (s->timer_fired) return false;
+    if (s->timer().fired_) return false;
     heap_.remove(s);
     return true;
   }
 
   bool armed_deadline(const detail::state* s, std::chrono::steady_clock::time_point& due) const noexcept override {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (s->timer_index == detail::deadline_heap::npos) return false;
-    due = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(s->timer_due));
+    if (s->timer().index_ == detail::deadline_slot::npos) return false;
+    due = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(s->timer().due_));
     return true;
   }
 
   void forget(detail::state* s) noexcept override {
     std::lock_guard<std::mutex> lock(mutex_);
     heap_.remove(s);
-    s->set_deadline_owner(nullptr);
+    s->timer().set_owner(nullptr);
     attached_.fetch_sub(1, std::memory_order_relaxed);  // relaxed: a counter read under mutex_
   }
 
@@ -198,7 +201,7 @@ class system_time_provider final : public TimeProvider {
       const std::int64_t now = ticks(std::chrono::steady_clock::now());
       state* due = pop_due_locked(now);
       if (due == nullptr) {
-        const std::int64_t next = heap_.top()->timer_due;
+        const std::int64_t next = heap_.top_due();
         wake_.wait_until(lock, std::chrono::steady_clock::time_point(std::chrono::nanoseconds(next)));
         continue;
       }
@@ -289,8 +292,8 @@ class ManualTimeProvider final : public TimeProvider {
           now_.store(target, std::memory_order_release);    // release: pairs with Now()
         return rethrow(first);
       }
-      if (due->timer_due > now_.load(std::memory_order_relaxed))  // relaxed: only written under mutex_
-        now_.store(due->timer_due, std::memory_order_release);    // release: pairs with Now()
+      if (due_of(due) > now_.load(std::memory_order_relaxed))  // relaxed: only written under mutex_
+        now_.store(due_of(due), std::memory_order_release);    // release: pairs with Now()
       lock.unlock();
       CTOKEN_TRY { fire(due); }
       CTOKEN_CATCH_ALL {

@@ -44,7 +44,46 @@ namespace detail {
   std::abort();
 }
 
+// Invariant checks, on in Debug builds (no NDEBUG) and wherever CTOKEN_ENABLE_ASSERTS=1 (the
+// sanitizer presets set it), compiled out otherwise (CTOKEN_ENABLE_ASSERTS=0 forces them off).
+// A failed check is a bug in ctoken or memory corruption: it ends the process with the
+// condition and its place, never returns.
+[[noreturn]] inline void assertion_failed(const char* what, const char* file, int line) noexcept {
+  std::fprintf(stderr, "ctoken: assertion failed: %s (%s:%d)\n", what, file, line);
+  std::abort();
+}
+
+// A pause hint for spin-waits (no header needed: a compiler builtin where there is one).
+inline void cpu_relax() noexcept {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_ia32_pause();
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+  asm volatile("yield");
+#endif
+}
+
 }  // namespace detail
 }  // namespace ctoken
+
+#if !defined(CTOKEN_ENABLE_ASSERTS)
+#if defined(NDEBUG)
+#define CTOKEN_ENABLE_ASSERTS 0
+#else
+#define CTOKEN_ENABLE_ASSERTS 1
+#endif
+#endif
+
+#if CTOKEN_ENABLE_ASSERTS
+#define CTOKEN_ASSERT(cond)                                                                      \
+  do {                                                                                           \
+    if (CTOKEN_UNLIKELY(!(cond))) ::ctoken::detail::assertion_failed(#cond, __FILE__, __LINE__); \
+  } while (false)
+#else
+// Unevaluated, so a variable used only in checks is still "used".
+#define CTOKEN_ASSERT(cond) \
+  do {                      \
+    (void)sizeof(!(cond));  \
+  } while (false)
+#endif
 
 #endif

@@ -1,9 +1,11 @@
 // ctoken — the shared state behind a CancellationTokenSource and its tokens.
 //
-// One heap object per source, allocated when the source is created. It holds:
+// One heap object per source, allocated when the source is created. Its parts, each in its own
+// header: the flags word and its lock bit (flag_word.hpp), the callback nodes and their list
+// (callback_node.hpp), the pool of Register() nodes (node_pool.hpp) and the deadline slot a time
+// provider uses (deadline_slot.hpp). This file holds what ties them together:
 //   * flags_   — one 32-bit word: kCancelled and the lock bit that guards everything marked
-//                "guarded" below. Every write to flags_ happens while holding the lock, so the
-//                holder may unlock with a plain store (one atomic RMW per lock/unlock pair).
+//                "guarded" below (see flag_word.hpp).
 //   * counts_  — one 64-bit word: source handles in the high half, every other reference
 //                (tokens, registration handles, the timer while it fires, the last source's
 //                teardown, kNodesRef and kCancellerRef below) in the low half. A token copy
@@ -15,11 +17,10 @@
 //                reference on behalf of all of them (kNodesRef), which the delist that brings
 //                the count to 0 drops. Register + unregister in place is then two lock round
 //                trips and no reference-count traffic.
-//   * an intrusive doubly-linked list of callback nodes (O(1) push and unlink), newest first,
-//     so Cancel() pops from the head and runs the last registered callback first.
-//   * a per-state pool of heap nodes for Register(), so steady-state Register/Dispose does not
-//     allocate. A registration handle names its node by (pointer, 64-bit id); the id changes
-//     whenever the node is recycled, so a stale handle can never act on somebody else's node.
+//   * list_ (guarded) — the callbacks waiting for Cancel, newest first.
+//   * pool_ — heap nodes for Register(). A registration handle names its node by (pointer,
+//     64-bit id); the id changes whenever the node is recycled, so a stale handle can never act
+//     on somebody else's node.
 //   * the trailing link nodes of a linked source (one per parent), allocated with the state.
 //
 // The flags word also carries kOrphaned: set, under the lock, when the last source handle goes
@@ -38,7 +39,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <exception>
 #include <new>
 #include <system_error>
@@ -46,134 +46,16 @@
 #include <type_traits>
 #include <utility>
 
+#include <ctoken/detail/callback_node.hpp>
 #include <ctoken/detail/config.hpp>
+#include <ctoken/detail/deadline_slot.hpp>
+#include <ctoken/detail/flag_word.hpp>
+#include <ctoken/detail/node_pool.hpp>
 #include <ctoken/detail/waiter.hpp>
 #include <ctoken/errc.hpp>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
 namespace ctoken {
 namespace detail {
-
-class state;
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
-enum class node_status : std::uint8_t {
-  free,      // heap node in the pool
-  listed,    // in the state's list, waiting for Cancel
-  running,   // popped by Cancel, its callback is executing on notifying_thread_
-  done,      // its callback has returned
-  unlinked,  // removed without running (Unregister, TryReset, teardown)
-};
-
-enum class node_kind : std::uint8_t { inplace, heap, link };
-
-// The part every registration shares. All fields are guarded by the owning state's lock.
-struct callback_node {
-  callback_node* next = nullptr;
-  callback_node** prev = nullptr;  // the pointer that points at this node: O(1) unlink
-  void (*invoke)(callback_node*, const std::error_code&) = nullptr;
-  // While running: the canceller's "removed during its own callback" flag. Disposing the node
-  // from inside its callback sets it, telling the canceller not to touch the node afterwards.
-  bool* removed_during_run = nullptr;
-  node_status status = node_status::free;
-  node_kind kind = node_kind::inplace;
-};
-
-// Bytes of callable a pooled Register() node stores without a second allocation.
-constexpr std::size_t kInlineCallableSize = 6 * sizeof(void*);
-
-struct heap_node : callback_node {
-  // 0 while pooled; otherwise the id handed to the one registration handle that owns the node.
-  // Written under the lock; read without it only by CancellationTokenRegistration::Token().
-  std::atomic<std::uint64_t> id{0};
-  state* owner = nullptr;
-  void (*destroy)(heap_node*) noexcept = nullptr;  // null when the callable is trivially destructible
-  heap_node* pool_next = nullptr;
-  alignas(std::max_align_t) unsigned char storage[kInlineCallableSize];
-};
-
-// One per parent of a linked source; lives in the child's state allocation.
-struct link_node : callback_node {
-  state* parent = nullptr;  // kept alive by this node (an owned node of the parent) until delisted
-  state* child = nullptr;
-};
-
-// Calls f() or f(reason), whichever F supports (the reason form is preferred).
-template <class F>
-void call_with_reason(F& f, const std::error_code& reason) {
-  if constexpr (std::is_invocable_v<F&, const std::error_code&>) {
-    f(reason);
-  } else {
-    static_assert(std::is_invocable_v<F&>, "a cancellation callback must be invocable as f() or f(std::error_code)");
-    f();
-  }
-}
-
-// Type-erased storage of a Register() callable inside a heap_node.
-template <class Fn>
-struct stored_callable {
-  static constexpr bool fits = sizeof(Fn) <= kInlineCallableSize && alignof(Fn) <= alignof(std::max_align_t);
-  static constexpr bool trivially_destructible = std::is_trivially_destructible<Fn>::value;
-  // Constructing Fn from a G and destroying it runs no user code, so both may happen under the lock.
-  template <class G>
-  static constexpr bool trivial = fits&& trivially_destructible&& std::is_trivially_constructible<Fn, G>::value;
-
-  static Fn& get(heap_node* n) noexcept {
-    if constexpr (fits) {
-      return *std::launder(reinterpret_cast<Fn*>(n->storage));
-    } else {
-      Fn* p;
-      std::memcpy(&p, n->storage, sizeof p);
-      return *p;
-    }
-  }
-  template <class G>
-  static void construct(heap_node* n, G&& g) {
-    if constexpr (fits) {
-      ::new (static_cast<void*>(n->storage)) Fn(std::forward<G>(g));
-    } else {
-      Fn* p = new Fn(std::forward<G>(g));
-      std::memcpy(n->storage, &p, sizeof p);
-    }
-    n->invoke = &invoke;
-    n->destroy = trivially_destructible && fits ? nullptr : &destroy;
-  }
-  static void invoke(callback_node* n, const std::error_code& reason) {
-    call_with_reason(get(static_cast<heap_node*>(n)), reason);
-  }
-  static void destroy(heap_node* n) noexcept {
-    if constexpr (fits) {
-      get(n).~Fn();
-    } else {
-      delete &get(n);
-    }
-  }
-};
-
-// Implemented by a time provider that has armed this state's deadline (see time.hpp).
-class deadline_owner {
- public:
-  // Removes the state's deadline. Returns false if it had already fired. noexcept, never
-  // blocks on user code.
-  virtual bool disarm(state* s) noexcept = 0;
-  // If the state's deadline is armed, stores it in `due` and returns true.
-  virtual bool armed_deadline(const state* s, std::chrono::steady_clock::time_point& due) const noexcept = 0;
-  // The last source handle is gone: drop the deadline and every reference to the state.
-  virtual void forget(state* s) noexcept = 0;
-
- protected:
-  virtual ~deadline_owner() = default;
-};
 
 // Outcome of putting a node into a state's list.
 enum class enlist_result { listed, cancelled, orphaned };
@@ -181,7 +63,7 @@ enum class enlist_result { listed, cancelled, orphaned };
 class state {
  public:
   static constexpr std::uint32_t kCancelled = 1u;
-  static constexpr std::uint32_t kLocked = 2u;
+  static constexpr std::uint32_t kLocked = flag_word::kLocked;
   static constexpr std::uint32_t kOrphaned = 4u;       // last source gone un-cancelled (set under the lock)
   static constexpr std::uint32_t kHadOwned = 8u;       // a caller-owned node was enlisted once (sticky)
   static constexpr std::uint32_t kNodesRef = 16u;      // holding one reference for owned_nodes_ (see top)
@@ -207,6 +89,7 @@ class state {
     // acq_rel: release publishes this thread's writes to whoever destroys the state; acquire
     // (on the final decrement) makes every other thread's writes visible before destruction.
     const std::uint64_t before = counts_.fetch_sub(kRef, std::memory_order_acq_rel);
+    CTOKEN_ASSERT((before & 0xffffffffu) != 0);  // a reference was held
     if (CTOKEN_UNLIKELY(before == kRef)) destroy(this);
   }
 
@@ -237,8 +120,7 @@ class state {
     // or a later value. acquire: pairs with the release store of that Cancel's final unlock,
     // which clears kNotifying, so when we read the bit cleared every write of the canceller
     // (e.g. a recycled pool node) is visible, and it touches the state no more.
-    if (c == kSource && deadline_owner_ptr() == nullptr &&
-        (flags_.load(std::memory_order_acquire) & (kHadOwned | kNotifying)) == 0) {
+    if (c == kSource && timer_.owner() == nullptr && (flags_.load() & (kHadOwned | kNotifying)) == 0) {
       // Fast path: the last handle, and no other reference at all, so no token, registration,
       // waiter or running Cancel can reach this state, nor the timer (no provider), and no
       // caller-owned node was ever enlisted. Only our parents can, through our link nodes:
@@ -266,11 +148,11 @@ class state {
   bool is_cancelled() const noexcept {
     // acquire: pairs with the release store in request_cancel that sets kCancelled, so reason_
     // and everything the canceller wrote before Cancel() is visible once this returns true.
-    return (flags_.load(std::memory_order_acquire) & kCancelled) != 0;
+    return (flags_.load() & kCancelled) != 0;
   }
 
   bool can_be_cancelled() const noexcept {
-    const std::uint32_t f = flags_.load(std::memory_order_acquire);
+    const std::uint32_t f = flags_.load();
     return (f & kCancelled) != 0 || (f & kOrphaned) == 0;
   }
 
@@ -301,14 +183,15 @@ class state {
     // drop at the end. That saves two RMWs per Cancel.
     bool wake = bump_epoch_if_waiting();
     f |= kCancelled | kNotifying;
-    // release: publishes reason_ to every acquire load that sees kCancelled (is_cancelled).
-    flags_.store(f, std::memory_order_release);
+    // release (publish_locked): publishes reason_ to every acquire load that sees kCancelled
+    // (is_cancelled), while we keep the lock.
+    flags_.publish_locked(f);
 
     std::exception_ptr first;
     for (;;) {
-      callback_node* n = head_;
+      callback_node* n = list_.front();
       if (n == nullptr) break;
-      unlink(n);
+      callback_list::unlink(n);
       bool removed = false;
       n->status = node_status::running;
       n->removed_during_run = &removed;
@@ -332,17 +215,20 @@ class state {
       if (recycle != nullptr) {
         recycle->id.store(0, std::memory_order_relaxed);  // relaxed: guarded by the lock
         recycle->status = node_status::free;
-        push_pool_locked(recycle);
+        pool_.push_locked(recycle);
       } else if (!removed) {
         n->status = node_status::done;
         n->removed_during_run = nullptr;
       }
       wake = bump_epoch_if_waiting();
     }
+    // Every callback ran (none can be added once kCancelled is set), and we still notify.
+    CTOKEN_ASSERT(list_.empty());
+    CTOKEN_ASSERT((f & (kCancelled | kNotifying)) == (kCancelled | kNotifying));
     // A cancelled source's deadline is pointless: drop it now rather than when it falls due.
     // Under the lock, so the provider cannot be forgotten (and destroyed) meanwhile.
     // Lock order: a state's lock, then its provider's mutex (never the reverse).
-    if (deadline_owner* o = deadline_owner_ptr()) (void)o->disarm(this);
+    if (deadline_owner* o = timer_.owner()) (void)o->disarm(this);
     // Still under the lock: once kNotifying is cleared, nothing keeps the state alive for us
     // unless we hold kCancellerRef, so the unlock (or that release) must be the last touch.
     if (wake) wake_all(epoch_);
@@ -371,7 +257,7 @@ class state {
       unlock(f);
       return enlist_result::orphaned;
     }
-    push_front(n);
+    list_.push_front(n);
     ++owned_nodes_;
     f |= kHadOwned;  // stored by unlock()
     unlock(f);
@@ -385,7 +271,7 @@ class state {
     std::uint32_t f = lock();
     for (;;) {
       if (n->status == node_status::listed) {
-        unlink(n);
+        callback_list::unlink(n);
         n->status = node_status::unlinked;
         break;
       }
@@ -396,6 +282,8 @@ class state {
       }
       f = wait_while_running_locked(f);
     }
+    CTOKEN_ASSERT(owned_nodes_ != 0);  // every delist matches one listed enlist
+    CTOKEN_ASSERT(n->status != node_status::listed && n->status != node_status::free);
     const bool last = --owned_nodes_ == 0 && (f & kNodesRef) != 0;
     if (last) f &= ~kNodesRef;
     unlock(f);
@@ -426,7 +314,7 @@ class state {
       // Fast path: copying Fn is a memcpy, so everything happens in one locked section.
       f = lock();
       if (!(f & (kCancelled | kOrphaned))) {
-        n = pop_pool_locked();
+        n = pool_.pop_locked();
         if (n == nullptr) {
           unlock(f);
           n = allocate_node_or_release();
@@ -437,7 +325,7 @@ class state {
         ops::construct(n, std::forward<G>(g));
         return commit_locked(n, f);
       }
-      if (n != nullptr) push_pool_locked(n);
+      if (n != nullptr) pool_.push_locked(n);
       const bool cancelled = (f & kCancelled) != 0;
       unlock(f);
       if (cancelled) {
@@ -449,12 +337,12 @@ class state {
     } else {
       // The callable's constructor and destructor are user code: run them outside the lock.
       f = lock();
-      n = pop_pool_locked();
+      n = pool_.pop_locked();
       unlock(f);
       if (n == nullptr) n = allocate_node_or_release();
       CTOKEN_TRY { ops::construct(n, std::forward<G>(g)); }
       CTOKEN_CATCH_ALL {
-        return_node(n);
+        pool_.give_back(n);
         release_ref();
 #if defined(CTOKEN_HAS_EXCEPTIONS)
         throw;
@@ -469,7 +357,7 @@ class state {
         heap_node* n;
         ~cleanup() {
           if (n->destroy != nullptr) n->destroy(n);
-          s->return_node(n);
+          s->pool_.give_back(n);
           s->release_ref();
         }
       } guard{this, n};
@@ -492,11 +380,11 @@ class state {
         f = wait_while_running_locked(f);
         continue;
       }
-      if (n->status == node_status::listed) unlink(n);
+      if (n->status == node_status::listed) callback_list::unlink(n);
       n->id.store(0, std::memory_order_relaxed);  // relaxed: guarded by the lock
       n->status = node_status::free;
       if (n->destroy == nullptr) {
-        push_pool_locked(n);
+        pool_.push_locked(n);
         break;
       }
       // The callable's destructor is user code and may drop the last reference to this state
@@ -505,7 +393,7 @@ class state {
       add_ref();
       unlock(f);
       n->destroy(n);
-      return_node(n);
+      pool_.give_back(n);
       release_ref();  // may destroy *this: nothing below touches it
       return;
     }
@@ -518,7 +406,7 @@ class state {
     bool removed = false;
     // relaxed: guarded by the lock
     if (n->id.load(std::memory_order_relaxed) == id && n->status == node_status::listed) {
-      unlink(n);
+      callback_list::unlink(n);
       n->status = node_status::unlinked;
       removed = true;
     }
@@ -563,15 +451,14 @@ class state {
       return false;
     }
     // Checked and disarmed under the lock, so a failing TryReset changes nothing.
-    if (deadline_owner* o = deadline_owner_ptr()) {
+    if (deadline_owner* o = timer_.owner()) {
       if (!o->disarm(this)) {  // the deadline fired: this source is being cancelled
         unlock(f);
         return false;
       }
     }
     heap_node* to_destroy = nullptr;
-    callback_node* n = head_;
-    head_ = nullptr;
+    callback_node* n = list_.take_all();
     while (n != nullptr) {
       callback_node* next = n->next;
       n->next = nullptr;
@@ -581,7 +468,7 @@ class state {
         h->id.store(0, std::memory_order_relaxed);  // relaxed: guarded by the lock
         h->status = node_status::free;
         if (h->destroy == nullptr) {
-          push_pool_locked(h);
+          pool_.push_locked(h);
         } else {
           h->pool_next = to_destroy;
           to_destroy = h;
@@ -602,7 +489,7 @@ class state {
     while (to_destroy != nullptr) {
       heap_node* next = to_destroy->pool_next;
       to_destroy->destroy(to_destroy);
-      return_node(to_destroy);
+      pool_.give_back(to_destroy);
       to_destroy = next;
     }
     release_ref();  // may destroy *this: nothing below touches it
@@ -651,10 +538,10 @@ class state {
   bool earliest_deadline(std::chrono::steady_clock::time_point& out) const noexcept {
     bool found = false;
     auto* self = const_cast<state*>(this);
-    const std::uint32_t f = self->lock();
+    const std::uint32_t f = lock();
     // Under the lock: on_last_source() clears the provider pointer under it before forgetting,
     // so a provider seen here has not been forgotten (a ManualTimeProvider may die after that).
-    if (const deadline_owner* o = deadline_owner_ptr()) found = o->armed_deadline(this, out);
+    if (const deadline_owner* o = timer_.owner()) found = o->armed_deadline(this, out);
     link_node* l = self->links();
     for (std::uint32_t i = 0; i < link_count_; ++i) {
       std::chrono::steady_clock::time_point parent_due;
@@ -664,7 +551,7 @@ class state {
         found = true;
       }
     }
-    self->unlock(f);
+    unlock(f);
     return found;
   }
 
@@ -676,7 +563,7 @@ class state {
     return linked;
   }
 
-  // ---- deadline bookkeeping (used by time providers, guarded by the provider's mutex) ------
+  // ---- the deadline (used by time providers) ----------------------------------------------
 
   // Holds the state's lock while a provider arms its deadline. Cancel() sets kCancelled under
   // this lock and reads deadline_ under it again before it returns (to disarm), so arming under
@@ -699,26 +586,30 @@ class state {
     std::uint32_t f_;
   };
 
-  void set_deadline_owner(deadline_owner* o) noexcept {
-    // release: publishes the provider's bookkeeping for this state to try_reset/teardown.
-    deadline_.store(o, std::memory_order_release);
-  }
-  deadline_owner* deadline_owner_ptr() const noexcept {
-    return deadline_.load(std::memory_order_acquire);  // acquire: pairs with set_deadline_owner
-  }
-  std::size_t timer_index = static_cast<std::size_t>(-1);  // position in the provider's heap
-  std::int64_t timer_due = 0;                              // steady_clock ns since its epoch
-  bool timer_fired = false;                                // the deadline fired: TryReset fails
+  // The provider side of this state's deadline (owner pointer, heap position, due time, fired);
+  // see deadline_slot.hpp for who may touch what.
+  deadline_slot& timer() noexcept { return timer_; }
+  const deadline_slot& timer() const noexcept { return timer_; }
 
   state(const state&) = delete;
   state& operator=(const state&) = delete;
 
  private:
   explicit state(std::size_t links) noexcept : link_capacity_(links) {}
-  ~state() = default;
+
+  // Nobody can reach the state any more: nothing may be left in its list, nobody may hold its
+  // lock, run its callbacks or wait on it, and no reference but (on the last source's fast path)
+  // that source's own may be counted.
+  ~state() {
+    CTOKEN_ASSERT(list_.empty());
+    CTOKEN_ASSERT(owned_nodes_ == 0);
+    CTOKEN_ASSERT(waiters_ == 0);
+    CTOKEN_ASSERT((flags_.load() & (kLocked | kNotifying | kNodesRef | kCancellerRef)) == 0);
+    CTOKEN_ASSERT((counts_.load(std::memory_order_relaxed) & 0xffffffffu) == 0);  // relaxed: a check
+    CTOKEN_ASSERT((counts_.load(std::memory_order_relaxed) >> 32) <= 1);          // relaxed: a check
+  }
 
   static void destroy(state* s) noexcept {
-    s->free_pool();
     s->~state();
     ::operator delete(static_cast<void*>(s));
   }
@@ -749,13 +640,9 @@ class state {
       f |= kCancellerRef;
     }
     const bool wake = bump_epoch_if_waiting();
-    // acq_rel: as set_deadline_owner/deadline_owner_ptr. Cleared under the lock, where
-    // earliest_deadline, request_cancel and try_reset read it, before the provider forgets us.
-    // Only exchanged if set (no RMW for the common source that never had a deadline): a
-    // provider is only attached through a live source handle, so none can appear meanwhile.
-    deadline_owner* const o = deadline_.load(std::memory_order_relaxed) == nullptr  // relaxed: see above
-                                  ? nullptr
-                                  : deadline_.exchange(nullptr, std::memory_order_acq_rel);
+    // Cleared under the lock, where earliest_deadline, request_cancel, arm_after and try_reset
+    // read it, before the provider forgets us (memory orders: deadline_slot::take_owner).
+    deadline_owner* const o = timer_.take_owner();
     const std::uint32_t count = link_count_;
     link_count_ = 0;  // guarded: earliest_deadline() no longer walks to the parents
     unlock(f);
@@ -771,34 +658,10 @@ class state {
     for (std::uint32_t i = 0; i < count; ++i) l[i].parent->delist(&l[i]);
   }
 
-  // ---- the lock bit -----------------------------------------------------------------------
+  // ---- the lock bit (see flag_word.hpp) ---------------------------------------------------
 
-  // Takes the lock bit; returns flags_ as now held. A waiter pauses once, then yields its
-  // time slice (as libstdc++'s stop_token does): the holder then gets a run of uncontended
-  // operations instead of the two threads taking strict turns and moving the cache line on
-  // every operation (2-thread register/unregister on one source: ~2x std -> below std).
-  // Test-and-set with fetch_or (g++ and clang emit a load + `lock cmpxchg` for it; testing
-  // only the bit lets g++ emit `lock bts` plus a reload, which measured slower here). A
-  // fetch_or that finds the bit set changes nothing, because every other bit of flags_ is only
-  // written by the holder; then wait with plain loads.
-  std::uint32_t lock() noexcept {
-    for (;;) {
-      // acquire: pairs with the release store in unlock(), so the previous holder's writes
-      // to the guarded fields are visible.
-      const std::uint32_t before = flags_.fetch_or(kLocked, std::memory_order_acquire);
-      if ((before & kLocked) == 0) return before | kLocked;
-      do {
-        cpu_relax();
-        std::this_thread::yield();
-      } while ((flags_.load(std::memory_order_relaxed) & kLocked) != 0);  // relaxed: only a hint
-    }
-  }
-
-  // `f` is flags_ as held (only the holder writes flags_, so it is exact).
-  void unlock(std::uint32_t f) noexcept {
-    // release: pairs with the acquire fetch_or in lock() (and the acquire loads of kCancelled).
-    flags_.store(f & ~kLocked, std::memory_order_release);
-  }
+  std::uint32_t lock() const noexcept { return flags_.lock(); }
+  void unlock(std::uint32_t f) const noexcept { flags_.unlock(f); }
 
   // Called with the lock held; returns with it held again. Sleeps until the running callback
   // returns (the canceller bumps epoch_ after each callback when waiters_ != 0).
@@ -825,29 +688,12 @@ class state {
     }
   }
 
-  // ---- the list (guarded) ---------------------------------------------------------------
-
-  void push_front(callback_node* n) noexcept {
-    n->next = head_;
-    n->prev = &head_;
-    if (head_ != nullptr) head_->prev = &n->next;
-    head_ = n;
-    n->status = node_status::listed;
-  }
-
-  static void unlink(callback_node* n) noexcept {
-    *n->prev = n->next;
-    if (n->next != nullptr) n->next->prev = n->prev;
-    n->next = nullptr;
-    n->prev = nullptr;
-  }
-
   // ---- the node pool ----------------------------------------------------------------------
 
   handle_ref commit_locked(heap_node* n, std::uint32_t f) noexcept {
-    const std::uint64_t id = ++next_id_;
+    const std::uint64_t id = pool_.next_id_locked();
     n->id.store(id, std::memory_order_relaxed);  // relaxed: guarded by the lock
-    push_front(n);
+    list_.push_front(n);
     unlock(f);
     return {n, id};
   }
@@ -866,44 +712,6 @@ class state {
 #endif
     }
     return nullptr;  // unreachable: without exceptions operator new terminates
-  }
-
-  void push_pool_locked(heap_node* n) noexcept {
-    n->pool_next = pool_;
-    pool_ = n;
-  }
-
-  heap_node* pop_pool_locked() noexcept {
-    if (pool_ == nullptr && returned_.load(std::memory_order_relaxed) != nullptr) {
-      // acquire: pairs with the release CAS in return_node, so the node's fields written by
-      // the returning thread are visible.
-      pool_ = returned_.exchange(nullptr, std::memory_order_acquire);
-    }
-    heap_node* n = pool_;
-    if (n != nullptr) pool_ = n->pool_next;
-    return n;
-  }
-
-  // Gives a node back without taking the lock (after its callable was destroyed outside it).
-  // Only pushes happen here; pops take the whole stack under the lock, so there is no ABA.
-  void return_node(heap_node* n) noexcept {
-    n->status = node_status::free;
-    heap_node* head = returned_.load(std::memory_order_relaxed);  // relaxed: a guess for the CAS
-    do {
-      n->pool_next = head;
-      // release: publishes n's fields to the acquire exchange in pop_pool_locked.
-    } while (!returned_.compare_exchange_weak(head, n, std::memory_order_release, std::memory_order_relaxed));
-  }
-
-  void free_pool() noexcept {
-    heap_node* lists[2] = {pool_, returned_.load(std::memory_order_acquire)};  // acquire: as pop
-    for (heap_node* n : lists) {
-      while (n != nullptr) {
-        heap_node* next = n->pool_next;
-        delete n;
-        n = next;
-      }
-    }
   }
 
   // Runs a copy of g (as Fn: the same object the registered path would have called) for a
@@ -925,18 +733,20 @@ class state {
     run_inline<Fn>(std::forward<G>(g));
   }
 
-  std::atomic<std::uint32_t> flags_{0};
+  flag_word flags_;  // kCancelled, kOrphaned, ... and the lock bit (mutable: see flag_word.hpp)
   std::atomic<std::uint64_t> counts_{kSource};
-  callback_node* head_ = nullptr;              // guarded
-  heap_node* pool_ = nullptr;                  // guarded
-  std::atomic<heap_node*> returned_{nullptr};  // lock-free pushes, popped whole under the lock
-  std::uint64_t next_id_ = 0;                  // guarded
-  std::thread::id notifying_thread_;           // guarded; set once when cancelled
-  std::uint32_t waiters_ = 0;                  // guarded: threads sleeping on epoch_
-  wait_word epoch_{0};                         // bumped (under the lock) to wake sleepers
-  std::error_code reason_;                     // written once, before kCancelled is published
-  std::atomic<deadline_owner*> deadline_{nullptr};
-  std::uint32_t link_count_ = 0;   // parents actually linked; written before the state is shared
+  callback_list list_;                // guarded
+  node_pool pool_;                    // its own rules: see node_pool.hpp
+  std::thread::id notifying_thread_;  // guarded; set once when cancelled
+  std::uint32_t waiters_ = 0;         // guarded: threads sleeping on epoch_
+  wait_word epoch_{0};                // bumped (under the lock) to wake sleepers
+  std::error_code reason_;            // written once, before kCancelled is published
+  deadline_slot timer_;               // its own rules: see deadline_slot.hpp
+  // Parents actually linked. Written before the state is shared (link_to, from
+  // CreateLinkedTokenSource); afterwards read under the lock (earliest_deadline), zeroed under
+  // it by on_last_source, and read without it only by release_source's fast path, whose caller
+  // holds the only reference of any kind (so nobody can write it concurrently).
+  std::uint32_t link_count_ = 0;
   std::uint32_t owned_nodes_ = 0;  // guarded: enlisted caller-owned nodes (see top)
   std::size_t link_capacity_;
 };
