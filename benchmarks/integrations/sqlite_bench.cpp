@@ -7,6 +7,7 @@
 //   select1      SELECT 1: prepared once, stepped and reset; the scope's fixed cost shows here
 //   cte/1000     a recursive CTE of 1 000 rows (some 50 000 virtual-machine instructions)
 //   cte/100000   the same with 100 000 rows: the progress handler's cost per check shows here
+// plus "<statement>/scope_n100": the scope with check_interval 100 (checks 100 times rarer).
 // and one latency row:
 //   cancel_latency  a 100 M-row CTE under a scope, cancelled from another thread once it runs:
 //                   Cancel() to sqlite3_step returning SQLITE_INTERRUPT, over N samples
@@ -65,15 +66,16 @@ std::string cte(long rows) {
          ") SELECT sum(x) FROM c";
 }
 
-void statement_row(benchmark::State& state, const std::string& sql, bool with_scope) {
+// check_interval 0: the bare statement; otherwise under a scope with that interval.
+void statement_row(benchmark::State& state, const std::string& sql, int check_interval) {
   Db db;
   sqlite3_stmt* stmt = prepare(db.db, sql.c_str());
   ctoken::CancellationTokenSource source;
   const ctoken::CancellationToken token = source.Token();
   for (auto _ : state) {
     bool ok;
-    if (with_scope) {
-      ctoken::sqlite::InterruptScope scope(db.db, token);
+    if (check_interval > 0) {
+      ctoken::sqlite::InterruptScope scope(db.db, token, check_interval);
       ok = run(stmt);
     } else {
       ok = run(stmt);
@@ -156,9 +158,11 @@ int main(int argc, char** argv) {
   for (const auto& s : statements) {
     const std::string sql = s.sql;
     benchmark::RegisterBenchmark((std::string(s.name) + "/bare").c_str(),
-                                 [sql](benchmark::State& st) { statement_row(st, sql, false); });
+                                 [sql](benchmark::State& st) { statement_row(st, sql, 0); });
     benchmark::RegisterBenchmark((std::string(s.name) + "/scope").c_str(),
-                                 [sql](benchmark::State& st) { statement_row(st, sql, true); });
+                                 [sql](benchmark::State& st) { statement_row(st, sql, 1); });
+    benchmark::RegisterBenchmark((std::string(s.name) + "/scope_n100").c_str(),
+                                 [sql](benchmark::State& st) { statement_row(st, sql, 100); });
   }
   benchmark::RegisterBenchmark("cancel_latency", cancel_latency)->Iterations(1)->Unit(benchmark::kMillisecond);
   benchmark::RunSpecifiedBenchmarks();

@@ -26,12 +26,16 @@ namespace sqlite {
 ///   microseconds, also inside work where SQLite checks its interrupt flag outside the virtual
 ///   machine. But SQLite discards the flag when no statement is active, so on its own a token
 ///   cancelled before or between statements would let the next statement run.
-/// - a progress handler (sqlite3_progress_handler with N = 1) that returns non-zero once the
-///   token is cancelled. SQLite calls it at every jump of its virtual machine and once more
-///   when a step ends, so every sqlite3_step() made while the token is cancelled fails with
-///   SQLITE_INTERRUPT, even `SELECT 1`; a write it made is rolled back as for any interrupt.
-///   sqlite3_prepare may fail with SQLITE_INTERRUPT too when it has to read the schema.
-///   Cost: one indirect call and one atomic load per check (the benchmark gives the figure).
+/// - a progress handler (sqlite3_progress_handler with N = `check_interval`, 1 by default)
+///   that returns non-zero once the token is cancelled. With N = 1 SQLite calls it at every
+///   jump of its virtual machine and once more when a step ends, so every sqlite3_step() made
+///   while the token is cancelled fails with SQLITE_INTERRUPT, even `SELECT 1`; a write it made
+///   is rolled back as for any interrupt. sqlite3_prepare may fail with SQLITE_INTERRUPT too
+///   when it has to read the schema. Cost: one indirect call and one atomic load per check,
+///   which only shows on statements that spend their time in the virtual machine (a recursive
+///   CTE: about 1.15x; see docs/performance.md). A larger N makes the checks N times rarer, at
+///   a price: a statement that ends in fewer than N instructions then runs to its end even
+///   though the token was cancelled before it started (a running one still stops at once).
 ///
 /// The scope owns the connection's progress handler while it lives: it replaces the one that
 /// was installed, and SQLite offers no way to read that one back. The destructor reinstalls
@@ -63,11 +67,16 @@ namespace sqlite {
 /// (std::bad_alloc).
 class InterruptScope {
  public:
-  /// Installs the progress handler, then registers the interrupt on `token`. If `token` is
-  /// already cancelled nothing is registered: the handler alone stops the next statement.
-  InterruptScope(sqlite3* db, const CancellationToken& token)
-      : db_(db), token_(token), outer_(find_outer(db)), below_(top()) {
-    ::sqlite3_progress_handler(db_, 1, &InterruptScope::on_progress, this);
+  /// Installs the progress handler (checking every `check_interval` virtual-machine
+  /// instructions, at least 1), then registers the interrupt on `token`. If `token` is already
+  /// cancelled nothing is registered: the handler alone stops the next statement.
+  InterruptScope(sqlite3* db, const CancellationToken& token, int check_interval = 1)
+      : db_(db),
+        token_(token),
+        outer_(find_outer(db)),
+        below_(top()),
+        check_interval_(check_interval < 1 ? 1 : check_interval) {
+    ::sqlite3_progress_handler(db_, check_interval_, &InterruptScope::on_progress, this);
     top() = this;
     if (!token_.IsCancellationRequested()) {
       CTOKEN_TRY { registration_ = token_.Register(interrupt{db_}); }
@@ -127,7 +136,7 @@ class InterruptScope {
 
   void restore() noexcept {
     if (outer_ != nullptr) {
-      ::sqlite3_progress_handler(db_, 1, &InterruptScope::on_progress, outer_);
+      ::sqlite3_progress_handler(db_, outer_->check_interval_, &InterruptScope::on_progress, outer_);
     } else {
       ::sqlite3_progress_handler(db_, 0, nullptr, nullptr);
     }
@@ -138,6 +147,7 @@ class InterruptScope {
   CancellationToken token_;
   InterruptScope* outer_;  // the enclosing scope on the same connection, or null
   InterruptScope* below_;  // the next scope down this thread's stack, any connection
+  int check_interval_;     // N of sqlite3_progress_handler
   CancellationTokenRegistration registration_;
 };
 

@@ -230,3 +230,22 @@ TEST_CASE("no stale interrupt after the scope ends: stress from threads") {
   CHECK(rounds.load() > 0);
   CHECK(failures.load() == 0);
 }
+
+TEST_CASE("a larger check interval still stops running statements and long ones after cancellation") {
+  Db db;
+  ctoken::CancellationTokenSource source;
+  {
+    ctoken::sqlite::InterruptScope scope(db.db, source.Token(), 1000);
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(ms(50));
+      source.Cancel();
+    });
+    const auto start = clock_type::now();
+    CHECK(run(db.db, kLongQuery) == SQLITE_INTERRUPT);  // through sqlite3_interrupt
+    canceller.join();
+    // Cancelled before it starts: stopped at the first check, a thousand instructions in.
+    CHECK(run(db.db, kLongQuery) == SQLITE_INTERRUPT);
+    CHECK(clock_type::now() - start < std::chrono::seconds(10));
+  }
+  CHECK(run(db.db, "SELECT 1") == SQLITE_DONE);
+}
