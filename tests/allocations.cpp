@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 #include "ctoken_test.hpp"
 
@@ -84,6 +85,49 @@ TEST_CASE("Register/Dispose does not allocate in steady state (nodes are recycle
             auto r = source.Token().Register([&runs, tok = source.Token()] { ++runs; });
           }
         }) == 0);
+  CHECK(runs == 0);
+}
+
+TEST_CASE("a pooled source can be reset many times without growing") {
+  CancellationTokenSource source;
+  int runs = 0;
+  int failed_resets = 0;  // counted, not CHECKed, inside the measured region
+  const auto round = [&] {
+    auto r = source.Token().Register([&runs] { ++runs; });
+    auto r2 = source.Token().Register([&runs, tok = source.Token()] { ++runs; });  // the general path
+    if (!source.TryReset()) ++failed_resets;  // drops both; their nodes go back to the source's pool
+  };
+  round();  // warm-up: the pool gets its two nodes
+  CHECK(allocations_in([&] {
+          for (int i = 0; i < 1000; ++i) round();
+        }) == 0);
+  CHECK(failed_resets == 0);
+  source.Cancel();
+  CHECK(runs == 0);
+}
+
+TEST_CASE("registrations on several sources recycle their nodes - each source its own") {
+  // Interleaved on four sources, at most two live per source: once every pool holds two nodes,
+  // no further Register allocates, whichever source it is on and however it ended.
+  constexpr int kSources = 4;
+  std::vector<CancellationTokenSource> sources(kSources);
+  int runs = 0;
+  int failed_unregisters = 0;  // counted, not CHECKed, inside the measured region
+  const auto round = [&](int i) {
+    auto& a = sources[static_cast<std::size_t>(i % kSources)];
+    auto& b = sources[static_cast<std::size_t>((i + 1) % kSources)];
+    auto r1 = a.Token().Register([&runs] { ++runs; });
+    auto r2 = b.Token().Register([&runs] { ++runs; });
+    auto r3 = a.Token().Register([&runs, tok = a.Token()] { ++runs; });  // the general path
+    if (i % 2 == 0 && !r1.Unregister()) ++failed_unregisters;
+    r2.Dispose();
+  };
+  for (int i = 0; i < kSources; ++i) round(i);  // warm-up: every pool gets its nodes
+  CHECK(allocations_in([&] {
+          for (int i = 0; i < 1000; ++i) round(i);
+        }) == 0);
+  CHECK(failed_unregisters == 0);
+  for (auto& s : sources) s.Cancel();
   CHECK(runs == 0);
 }
 

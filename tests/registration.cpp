@@ -6,6 +6,7 @@
 #include <memory>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "ctoken_test.hpp"
 
@@ -259,15 +260,46 @@ TEST_CASE("Unregister while the callback runs elsewhere is false and does not wa
   canceller.join();
 }
 
-TEST_CASE("registrations on many sources from one thread recycle their nodes") {
-  CancellationTokenSource source;
-  int runs = 0;
-  for (int i = 0; i < 10000; ++i) {
-    auto r = source.Token().Register([&] { ++runs; });
-    if (i % 2 == 0) CHECK(r.Unregister());
+TEST_CASE("registrations on several sources: a recycled node runs only its new callback, on its own source") {
+  // Nodes are recycled per source (tests/allocations.cpp checks that no Register allocates once
+  // the pools are warm). Here: interleaved on four sources, a third kept, a third unregistered,
+  // a third disposed, half through the general path; each source's Cancel then runs exactly the
+  // kept callbacks registered on it, once each - never a disposed one, never another source's.
+  constexpr std::size_t kSources = 4;
+  constexpr std::size_t kCount = 12000;
+  std::vector<CancellationTokenSource> sources(kSources);
+  std::vector<int> runs(kCount, 0);
+  std::vector<std::size_t> ran_on(kCount, kSources);  // the source whose Cancel ran callback i
+  std::size_t cancelling = kSources;
+  std::vector<CancellationTokenRegistration> kept;
+  int failed_unregisters = 0;
+  for (std::size_t i = 0; i < kCount; ++i) {
+    const std::size_t s = i % kSources;
+    const auto record = [&runs, &ran_on, &cancelling, i] {
+      ++runs[i];
+      ran_on[i] = cancelling;
+    };
+    CancellationTokenRegistration r =
+        (i / kSources) % 2 == 0 ? sources[s].Token().Register(record)
+                                : sources[s].Token().Register([record, tok = sources[s].Token()] { record(); });
+    if (i % 3 == 0) {
+      kept.push_back(std::move(r));
+    } else if (i % 3 == 1) {
+      if (!r.Unregister()) ++failed_unregisters;
+    }  // else: disposed by the handle's destructor
   }
-  source.Cancel();
-  CHECK(runs == 0);
+  CHECK(failed_unregisters == 0);
+  for (std::size_t s = 0; s < kSources; ++s) {
+    cancelling = s;
+    sources[s].Cancel();
+  }
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < kCount; ++i) {
+    const bool expected = i % 3 == 0;
+    if (runs[i] != (expected ? 1 : 0) || (expected && ran_on[i] != i % kSources)) ++wrong;
+  }
+  CHECK(wrong == 0);
+  CHECK(kept.size() == kCount / 3);
 }
 
 TEST_CASE("a const mutable callable is copied, and the copy is what runs") {
@@ -286,24 +318,58 @@ namespace {
 // the general (two-lock) path with no destroy function.
 struct counted_copy {
   int* copies;
-  explicit counted_copy(int* c) : copies(c) {}
-  counted_copy(const counted_copy& other) : copies(other.copies) { ++*copies; }
-  void operator()() const {}
+  int* runs;
+  const counted_copy* original;  // the caller's object: never the one that runs
+  int* ran_original;
+  counted_copy(int* c, int* r, int* ro) : copies(c), runs(r), original(this), ran_original(ro) {}
+  counted_copy(const counted_copy& other)
+      : copies(other.copies), runs(other.runs), original(other.original), ran_original(other.ran_original) {
+    ++*copies;
+  }
+  counted_copy& operator=(const counted_copy&) = delete;
+  void operator()() const {
+    ++*runs;
+    if (this == original) ++*ran_original;
+  }
 };
+static_assert(std::is_trivially_destructible<counted_copy>::value, "the case needs no destroy function");
+static_assert(!std::is_trivially_copy_constructible<counted_copy>::value, "the case needs user copy code");
 }  // namespace
 
 TEST_CASE("a trivially destructible callable with a user copy constructor on every path") {
+  // Each path is identified by what it must do: stored (a live handle, runs at Cancel), orphaned
+  // (an empty handle, never runs), inline (runs before Register returns, an empty handle); the
+  // stored and inline paths copy through the user's copy constructor and run the copy.
   int copies = 0;
-  const counted_copy f(&copies);
+  int runs = 0;
+  int ran_original = 0;
+  const counted_copy f(&copies, &runs, &ran_original);
+
   CancellationTokenSource live;
   auto r1 = live.Token().Register(f);  // stored
+  CHECK(copies >= 1);
+  CHECK(runs == 0);
+  CHECK(r1.Token() == live.Token());
+
   CancellationToken orphan;
   { orphan = CancellationTokenSource().Token(); }
-  auto r2 = orphan.Register(f);  // orphaned: constructed, then released without running
+  auto r2 = orphan.Register(f);  // orphaned: released without running
+  CHECK(runs == 0);
+  CHECK(r2.Token() == CancellationToken::None());
+
   CancellationTokenSource cancelled;
   cancelled.Cancel();
-  auto r3 = cancelled.Token().Register(f);  // inline
-  live.Cancel();
+  const int copies_before_inline = copies;
+  auto r3 = cancelled.Token().Register(f);  // inline: runs a copy at once
+  CHECK(copies > copies_before_inline);
+  CHECK(runs == 1);
+  CHECK(r3.Token() == CancellationToken::None());
+
+  const int copies_before_cancel = copies;
+  live.Cancel();  // runs the stored copy, without copying again
+  CHECK(runs == 2);
+  CHECK(copies == copies_before_cancel);
   r1.Dispose();
-  CHECK(copies >= 3);
+  CHECK(runs == 2);
+  CHECK(ran_original == 0);
 }
