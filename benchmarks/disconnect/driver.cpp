@@ -21,7 +21,7 @@
 //
 // Servers (run in turn, in a random order per round, so machine noise hits them alike):
 //   floor   disconnect_floor_server: one thread, epoll, the time right after epoll_wait()
-//   ctoken  the example server (examples/http/server): thread per connection, a disconnect
+//   ctoken  the demo server (examples/http/server + examples/demo): thread per connection, a disconnect
 //           watcher thread (epoll), the request's CancellationToken
 //   go      go/main.go: net/http, the handler waits on <-r.Context().Done()
 //   node    node/server.js: http, res.on('close') before the response ended

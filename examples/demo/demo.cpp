@@ -32,9 +32,9 @@
 #include <utility>
 #include <vector>
 
+#include "app.hpp"
 #include "events.hpp"
 #include "request_registry.hpp"
-#include "server.hpp"
 
 namespace {
 
@@ -52,7 +52,7 @@ constexpr std::int64_t kMaxLatencyNs = 1000000000;  // "cancelled at once": with
 
 class capture {
  public:
-  http::output::sink sink() {
+  demo::output::sink sink() {
     return [this](const std::string& line) {
       std::lock_guard<std::mutex> lock(mutex_);
       lines_.push_back(line);
@@ -190,7 +190,7 @@ std::string get(std::uint64_t id, int steps) {
 // ---- the scenarios -------------------------------------------------------------------------
 
 struct expectation {
-  http::request_state state;
+  demo::request_state state;
   int status;
   std::string reason;  // empty: none
   bool all_steps;      // all the steps ran (else: it stopped early)
@@ -203,13 +203,13 @@ struct row {
   expectation expected;
   std::string client{};           // what the client got: statuses, "closed" (no answer), "-" (it left)
   std::int64_t left_ns = 0;       // when the client left (or the shutdown began), CLOCK_MONOTONIC
-  http::request_record server{};  // the server's view, from its registry
+  demo::request_record server{};  // the server's view, from its registry
   std::int64_t signal_ns = 0;     // when the request's token was cancelled (CANCELLED event)
   std::string failure{};          // empty: behaved as labelled
 };
 
 struct context {
-  http::server& server;
+  demo::server& server;
   std::uint16_t port;
   capture& events;
 };
@@ -224,11 +224,11 @@ std::string join_statuses(const std::vector<int>& statuses) {
 }
 
 // Waits for the server to finish request `id` (its registry says done or cancelled).
-http::request_record finished(const context& ctx, std::uint64_t id) {
+demo::request_record finished(const context& ctx, std::uint64_t id) {
   const auto deadline = steady::now() + 10s;
   for (;;) {
-    http::request_record r = ctx.server.registry().get(id);
-    if (r.state == http::request_state::done || r.state == http::request_state::cancelled) return r;
+    demo::request_record r = ctx.server.registry().get(std::to_string(id));
+    if (r.state == demo::request_state::done || r.state == demo::request_state::cancelled) return r;
     if (steady::now() >= deadline) return r;
     std::this_thread::sleep_for(2ms);
   }
@@ -239,7 +239,7 @@ void judge(const context& ctx, row& r) {
   r.signal_ns = ctx.events.cancelled_signal_ns(r.id);
   const expectation& e = r.expected;
   std::ostringstream why;
-  if (r.server.state != e.state) why << "state " << http::state_name(r.server.state) << "; ";
+  if (r.server.state != e.state) why << "state " << demo::state_name(r.server.state) << "; ";
   if (r.server.status != e.status) why << "status " << r.server.status << "; ";
   if (r.server.reason != e.reason) why << "reason '" << r.server.reason << "'; ";
   const bool all = r.server.total > 0 && r.server.steps == r.server.total;
@@ -253,7 +253,7 @@ void judge(const context& ctx, row& r) {
 }
 
 row waits(const context& ctx) {
-  row r{"waits for the answer", 1, {http::request_state::done, 200, "", true, false}};
+  row r{"waits for the answer", 1, {demo::request_state::done, 200, "", true, false}};
   connection c(ctx.port);
   c.send(get(r.id, kSteps));
   r.client = join_statuses(c.read_responses(1, 10s));
@@ -265,7 +265,7 @@ row waits(const context& ctx) {
 }
 
 row closes(const context& ctx) {
-  row r{"closes (FIN) after 300 ms", 2, {http::request_state::cancelled, 499, "client_disconnected", false, true}};
+  row r{"closes (FIN) after 300 ms", 2, {demo::request_state::cancelled, 499, "client_disconnected", false, true}};
   connection c(ctx.port);
   c.send(get(r.id, kSteps));
   std::this_thread::sleep_for(kLeaveAfter);
@@ -275,7 +275,7 @@ row closes(const context& ctx) {
 }
 
 row resets(const context& ctx) {
-  row r{"resets (RST) after 300 ms", 3, {http::request_state::cancelled, 499, "connection_reset", false, true}};
+  row r{"resets (RST) after 300 ms", 3, {demo::request_state::cancelled, 499, "connection_reset", false, true}};
   connection c(ctx.port);
   c.send(get(r.id, kSteps));
   std::this_thread::sleep_for(kLeaveAfter);
@@ -285,7 +285,7 @@ row resets(const context& ctx) {
 }
 
 row half_closes(const context& ctx) {
-  row r{"half-closes after the request", 4, {http::request_state::cancelled, 499, "client_disconnected", false, true}};
+  row r{"half-closes after the request", 4, {demo::request_state::cancelled, 499, "client_disconnected", false, true}};
   connection c(ctx.port);
   c.send(get(r.id, kSteps));
   r.left_ns = c.shutdown_write();  // still reading: but a FIN means "gone" (as Kestrel, Go)
@@ -295,8 +295,8 @@ row half_closes(const context& ctx) {
 }
 
 std::vector<row> pipelined(const context& ctx) {
-  row first{"pipelined pair: first", 5, {http::request_state::done, 200, "", true, false}};
-  row second{"pipelined pair: second", 6, {http::request_state::done, 200, "", true, false}};
+  row first{"pipelined pair: first", 5, {demo::request_state::done, 200, "", true, false}};
+  row second{"pipelined pair: second", 6, {demo::request_state::done, 200, "", true, false}};
   connection c(ctx.port);
   c.send(get(first.id, 3) + get(second.id, 3));  // both in one write: the second waits queued
   const auto statuses = c.read_responses(2, 10s);
@@ -309,7 +309,7 @@ std::vector<row> pipelined(const context& ctx) {
 }
 
 row deadline(const context& ctx) {
-  row r{"exceeds the 1.5 s deadline", 7, {http::request_state::cancelled, 504, "timed_out", false, false}};
+  row r{"exceeds the 1.5 s deadline", 7, {demo::request_state::cancelled, 504, "timed_out", false, false}};
   connection c(ctx.port);
   c.send(get(r.id, 3 * kSteps));  // three seconds of work
   r.client = join_statuses(c.read_responses(1, 10s));
@@ -318,7 +318,7 @@ row deadline(const context& ctx) {
 }
 
 row shutdown(const context& ctx) {
-  row r{"shutdown with a request in flight", 8, {http::request_state::cancelled, 503, "shutdown", false, true}};
+  row r{"shutdown with a request in flight", 8, {demo::request_state::cancelled, 503, "shutdown", false, true}};
   connection c(ctx.port);
   c.send(get(r.id, kSteps));
   std::this_thread::sleep_for(kLeaveAfter);
@@ -361,11 +361,11 @@ void print_table(const std::vector<row>& rows) {
 int run_demo() {
   capture events;
   capture log;
-  http::output out(events.sink(), log.sink());
+  demo::output out(events.sink(), log.sink());
   http::server_config config;
   config.port = 0;  // ephemeral
   config.request_timeout = kRequestTimeout;
-  http::server server(config, out);
+  demo::server server(config, out);
   const std::uint16_t port = server.start();
   const context ctx{server, port, events};
   std::printf("ctoken demo: the example HTTP server on 127.0.0.1:%u, request deadline %lld ms;\n", port,
@@ -426,10 +426,10 @@ int serve(std::uint16_t port) {
     std::fprintf(stderr, "demo: pthread_sigmask: %s\n", std::strerror(rc));
     return 1;
   }
-  http::output out(http::output::sink(), http::output::stderr_sink());
+  demo::output out(demo::output::sink(), demo::output::stderr_sink());
   http::server_config config;
   config.port = port;
-  http::server server(config, out);
+  demo::server server(config, out);
   const std::uint16_t actual = server.start();
   std::printf(
       "open http://127.0.0.1:%u/ in a browser: Start, then Cancel (or close the tab).\n"

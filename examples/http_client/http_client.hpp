@@ -46,8 +46,8 @@
 //
 // One request per connection ("Connection: close"); no TLS, no redirects, no pooling. The
 // responses read are HTTP/1.0 and 1.1 with Content-Length, chunked, or up to the end of the
-// stream. This library knows nothing about the example server: the server links it, never the
-// other way round.
+// stream. This folder is a template: it builds alone (CMakeLists.txt) and knows nothing of any
+// server; the demo's /proxy and long poll (examples/demo/) use it from above.
 #ifndef CTOKEN_EXAMPLE_HTTP_CLIENT_HPP
 #define CTOKEN_EXAMPLE_HTTP_CLIENT_HPP
 

@@ -1,4 +1,4 @@
-// The demo page (examples/http/server/demo_page.hpp) in a real browser: Debian's headless
+// The demo page (examples/demo/demo_page.hpp) in a real browser: Debian's headless
 // Chromium driven by playwright-core. Starts the http_server binary with --events on an
 // ephemeral port and checks, against the server's own event lines:
 //   (a) Start, ~1 s, Cancel      → CANCELLED <id> reason=client_disconnected within 1 s of the

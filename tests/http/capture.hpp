@@ -1,5 +1,5 @@
 // The example server's lifecycle events (READY, START, DONE, CANCELLED: see events.hpp) and its
-// access log, captured in memory: a recorder gives http::output its two sinks (called from the
+// access log, captured in memory: a recorder gives demo::output its two sinks (called from the
 // server's threads) and lets the test's thread wait, with a deadline, for the line it expects.
 #ifndef CTOKEN_TESTS_HTTP_CAPTURE_HPP
 #define CTOKEN_TESTS_HTTP_CAPTURE_HPP
@@ -51,15 +51,15 @@ inline event parse_event(const std::string& line) {
   return e;
 }
 
-// The sinks of http::output: called from the server's threads, read by the test's thread.
+// The sinks of demo::output: called from the server's threads, read by the test's thread.
 class recorder {
  public:
   using milliseconds = std::chrono::milliseconds;
 
-  http::output::sink events_sink() {
+  demo::output::sink events_sink() {
     return [this](const std::string& line) { add(line, true); };
   }
-  http::output::sink log_sink() {
+  demo::output::sink log_sink() {
     return [this](const std::string& line) { add(line, false); };
   }
 

@@ -30,11 +30,11 @@
 #include <ctoken/ctoken.hpp>
 #include <ctoken/fd.hpp>
 
+#include "app.hpp"
 #include "capture.hpp"
 #include "ctoken_test.hpp"
 #include "events.hpp"
 #include "http_client.hpp"
-#include "server.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -362,12 +362,12 @@ http::server_config test_config() {
 
 struct running_server {
   recorder rec;
-  http::output out;
-  http::server srv;
+  demo::output out;
+  demo::server srv;
   std::uint16_t port;
 
-  explicit running_server(http::server_config cfg = test_config())
-      : out(rec.events_sink(), rec.log_sink()), srv(std::move(cfg), out), port(srv.start()) {}
+  explicit running_server(http::server_config cfg = test_config(), demo::services with = {})
+      : out(rec.events_sink(), rec.log_sink()), srv(std::move(cfg), out, std::move(with)), port(srv.start()) {}
 };
 
 }  // namespace
@@ -659,15 +659,19 @@ namespace {
 struct chain {
   running_server back;
   running_server front;
-  static http::server_config front_config(std::uint16_t back_port, milliseconds request_timeout) {
+  static http::server_config front_config(milliseconds request_timeout) {
     http::server_config cfg = test_config();
-    cfg.upstream_host = "127.0.0.1";
-    cfg.upstream_port = back_port;
     cfg.request_timeout = request_timeout;
     return cfg;
   }
+  static demo::services upstream(std::uint16_t back_port) {
+    demo::services with;
+    with.upstream_host = "127.0.0.1";
+    with.upstream_port = back_port;
+    return with;
+  }
   explicit chain(milliseconds front_request_timeout = 30s)
-      : back(test_config()), front(front_config(back.port, front_request_timeout)) {}
+      : back(test_config()), front(front_config(front_request_timeout), upstream(back.port)) {}
 };
 }  // namespace
 

@@ -27,13 +27,12 @@
 
 #include <ctoken/ctoken.hpp>
 
+#include "app.hpp"
 #include "capture.hpp"
 #include "ctoken_test.hpp"
 #include "events.hpp"
-#include "handlers.hpp"
 #include "request_registry.hpp"
 #include "response.hpp"
-#include "server.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -64,8 +63,8 @@ http::server_config test_config() {
 
 struct running_server {
   recorder rec;
-  http::output out;
-  http::server srv;
+  demo::output out;
+  demo::server srv;
   std::uint16_t port;
 
   explicit running_server(http::server_config cfg = test_config())
@@ -863,6 +862,62 @@ TEST_CASE("http server: HEAD returns the headers without a body") {
   CHECK(c.buffered().empty());
 }
 
+TEST_CASE("http server: a query parameter that is not a valid value answers 400 naming it") {
+  running_server s;
+  client c = connect_to(s);
+  const auto ask = [&c](const std::string& target) {
+    REQUIRE(c.send(http_test::get(target)));
+    const auto r = c.read_response();
+    REQUIRE(r);
+    return *r;
+  };
+  // Both bad parameters are named; none of the work runs.
+  const auto both = ask("/slow?steps=-1&step_us=abc");
+  CHECK(both.status == 400);
+  CHECK(both.body.find("steps: expected an integer in [0, 1000]") != std::string::npos);
+  CHECK(both.body.find("step_us: expected an integer in [0, 10000000]") != std::string::npos);
+  CHECK_FALSE(both.connection_close());  // a 400 from the application keeps the connection
+  const auto choice = ask("/slow?work=nap&steps=1&step_us=1");
+  CHECK(choice.status == 400);
+  CHECK(choice.body.find("work: expected one of sleep|cpu|idle") != std::string::npos);
+  CHECK(ask("/sleep?ms=").status == 400);                        // present but empty
+  CHECK(ask("/compute?ms=99999999999999999999").status == 400);  // out of range of long long
+  CHECK(ask("/stream?chunks=0").status == 400);
+  // Valid values still work, at the bounds too.
+  CHECK(ask("/slow?steps=0&step_us=10000000").status == 200);
+}
+
+TEST_CASE("http server: a client-given request id is kept as a bounded sanitised string") {
+  running_server s;
+  client c = connect_to(s);
+  const auto ask = [&c](const std::string& target, const std::string& headers = {}) {
+    REQUIRE(c.send(http_test::get(target, headers)));
+    const auto r = c.read_response();
+    REQUIRE(r);
+    return *r;
+  };
+  // X-Request-Id: kept, with every byte outside [A-Za-z0-9._:-] replaced.
+  CHECK(ask("/slow?steps=1&step_us=1", "X-Request-Id: job 42/<x>\r\n").status == 200);
+  CHECK(s.rec.wait_log_containing("\" 200 steps=1/1 ").has_value());
+  const auto logged = s.rec.wait_log_containing(" id=job_42__x_");
+  INFO(s.rec.log_tail());
+  REQUIRE(logged);
+  CHECK(ask("/status?id=job_42__x_").body ==
+        "{\"id\":\"job_42__x_\",\"state\":\"done\",\"steps\":1,\"total\":1,\"reason\":null,\"status\":200}\n");
+  // ?id= that is not a number is no longer replaced.
+  CHECK(ask("/slow?id=abc-1&steps=1&step_us=1").status == 200);
+  CHECK(s.rec.wait_log_containing("steps=1/1 ").has_value());
+  CHECK(s.rec.wait_log_containing(" id=abc-1").has_value());
+  // A long id is cut to max_request_id_bytes.
+  const std::string long_id(200, 'a');
+  CHECK(ask("/slow?steps=1&step_us=1", "X-Request-Id: " + long_id + "\r\n").status == 200);
+  const auto cut = s.rec.wait_log_containing(" id=" + std::string(http::max_request_id_bytes, 'a'));
+  REQUIRE(cut);
+  CHECK(cut->find(std::string(http::max_request_id_bytes + 1, 'a')) == std::string::npos);
+  CHECK(http::sanitize_request_id("a b\r\nc\x7f") == "a_b__c_");
+  CHECK(http::sanitize_request_id("").empty());
+}
+
 TEST_CASE("http server: /status reports a request running, cancelled, done or unknown") {
   running_server s;
   client poller = connect_to(s);
@@ -872,13 +927,13 @@ TEST_CASE("http server: /status reports a request running, cancelled, done or un
     REQUIRE(r);
     return *r;
   };
-  const auto state_of = [&s](std::uint64_t id) { return s.srv.registry().get(id).state; };
+  const auto state_of = [&s](std::uint64_t id) { return s.srv.registry().get(std::to_string(id)).state; };
 
   // Running: the steps so far, read from the handler while it works.
   const std::uint64_t id = next_id();
   client worker = connect_to(s);
   REQUIRE(worker.send(http_test::get(slow(id, 10, 50000))));
-  REQUIRE(http_test::wait_until([&] { return s.srv.registry().get(id).steps >= 1; }));
+  REQUIRE(http_test::wait_until([&] { return s.srv.registry().get(std::to_string(id)).steps >= 1; }));
   const auto running = ask("id=" + std::to_string(id));
   CHECK(running.status == 200);
   CHECK(running.body.find("{\"id\":" + std::to_string(id) + ",\"state\":\"running\",\"steps\":") == 0);
@@ -890,7 +945,7 @@ TEST_CASE("http server: /status reports a request running, cancelled, done or un
   worker.close_fin();
   const auto cancelled_event = s.rec.wait_event("CANCELLED", id);
   REQUIRE(cancelled_event);
-  REQUIRE(http_test::wait_until([&] { return state_of(id) == http::request_state::cancelled; }));
+  REQUIRE(http_test::wait_until([&] { return state_of(id) == demo::request_state::cancelled; }));
   CHECK(ask("id=" + std::to_string(id)).body ==
         "{\"id\":" + std::to_string(id) +
             ",\"state\":\"cancelled\",\"steps\":" + std::to_string(cancelled_event->steps) +
@@ -902,7 +957,7 @@ TEST_CASE("http server: /status reports a request running, cancelled, done or un
   const auto answer = poller.read_response();
   REQUIRE(answer);
   CHECK(answer->status == 200);
-  REQUIRE(http_test::wait_until([&] { return state_of(done) == http::request_state::done; }));
+  REQUIRE(http_test::wait_until([&] { return state_of(done) == demo::request_state::done; }));
   CHECK(ask("id=" + std::to_string(done)).body == "{\"id\":" + std::to_string(done) +
                                                       ",\"state\":\"done\",\"steps\":2,\"total\":2,\"reason\":null,"
                                                       "\"status\":200}\n");
@@ -912,51 +967,46 @@ TEST_CASE("http server: /status reports a request running, cancelled, done or un
   CHECK(ask("id=" + std::to_string(never)).body == "{\"id\":" + std::to_string(never) +
                                                        ",\"state\":\"unknown\",\"steps\":0,\"total\":0,\"reason\":null,"
                                                        "\"status\":null}\n");
-  CHECK(ask("id=x").status == 400);
+  CHECK(ask("id=").status == 400);       // no id
+  CHECK(ask("id=a%20b").status == 400);  // not a request id: ids are sanitised, so none has a space
+  CHECK(ask("").status == 400);
 }
 
 TEST_CASE("http server: the request registry is bounded and never lets an older request overwrite a newer one") {
-  http::request req;
-  ctoken::CancellationTokenSource source;
-  http::response_writer writer(-1, source, false);
-  const auto context = [&](std::uint64_t id) {
-    return std::unique_ptr<http::handler_context>(new http::handler_context{req, source.Token(), writer, false, id});
-  };
-  http::request_registry registry(2);
-  auto a = context(1);
-  auto b = context(2);
-  auto c = context(3);
-  registry.started(1, *a);
-  registry.started(2, *b);
+  demo::request_registry registry(2);
+  auto a = std::make_shared<demo::progress>();
+  auto b = std::make_shared<demo::progress>();
+  auto c = std::make_shared<demo::progress>();
+  registry.started("1", 1, a);
+  registry.started("2", 2, b);
   a->steps = 4;
-  a->total_steps = 9;
-  CHECK(registry.get(1).steps == 4);  // read while running
-  CHECK(registry.get(1).total == 9);
-  registry.started(3, *c);  // evicts the oldest, 1: its pointer goes with it
-  CHECK(registry.get(1).state == http::request_state::unknown);
-  registry.finished(1, *a, http::request_state::done, "", 200);  // evicted, then finished: recorded again
+  a->total = 9;
+  CHECK(registry.get("1").steps == 4);  // read while running
+  CHECK(registry.get("1").total == 9);
+  registry.started("3", 3, c);  // evicts the oldest, 1: its counters go with it
+  CHECK(registry.get("1").state == demo::request_state::unknown);
+  registry.finished("1", 1, *a, demo::request_state::done, "", 200);  // evicted, then finished: recorded again
   a.reset();
   CHECK(registry.size() == 2);
-  CHECK(registry.get(1).state == http::request_state::done);
-  CHECK(registry.get(1).steps == 4);
-  CHECK(registry.get(2).state == http::request_state::unknown);  // evicted by 1's return
+  CHECK(registry.get("1").state == demo::request_state::done);
+  CHECK(registry.get("1").steps == 4);
+  CHECK(registry.get("2").state == demo::request_state::unknown);  // evicted by 1's return
 
   // Two requests with the same id (clients choose ids): the newer one keeps the record.
-  auto older = context(7);
-  auto newer = context(7);
-  registry.started(7, *older);
-  registry.started(7, *newer);
+  auto older = std::make_shared<demo::progress>();
+  auto newer = std::make_shared<demo::progress>();
+  registry.started("job-7", 10, older);
+  registry.started("job-7", 11, newer);
   newer->steps = 2;
-  registry.finished(7, *older, http::request_state::cancelled, "client_disconnected", 499);
-  older.reset();
-  CHECK(registry.get(7).state == http::request_state::running);
-  CHECK(registry.get(7).steps == 2);
-  registry.finished(7, *newer, http::request_state::done, "", 200);
-  newer.reset();
-  const http::request_record last = registry.get(7);
-  CHECK(last.state == http::request_state::done);
+  registry.finished("job-7", 10, *older, demo::request_state::cancelled, "client_disconnected", 499);
+  CHECK(registry.get("job-7").state == demo::request_state::running);
+  CHECK(registry.get("job-7").steps == 2);
+  registry.finished("job-7", 11, *newer, demo::request_state::done, "", 200);
+  const demo::request_record last = registry.get("job-7");
+  CHECK(last.state == demo::request_state::done);
   CHECK(last.status == 200);
   CHECK(last.reason.empty());
-  c.reset();  // 3 is still "running" in the registry's view, but was evicted by 7: no pointer left
-  CHECK(registry.get(3).state == http::request_state::unknown);
+  CHECK(registry.json("job-7") ==
+        "{\"id\":\"job-7\",\"state\":\"done\",\"steps\":2,\"total\":0,\"reason\":null,\"status\":200}");
+  CHECK(registry.get("3").state == demo::request_state::unknown);  // evicted by job-7
 }

@@ -1,5 +1,5 @@
 #include "disconnect_watcher.hpp"
-#include "events.hpp"
+#include "observer.hpp"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -43,12 +43,11 @@ disconnect_watcher::~disconnect_watcher() {
   ::close(epoll_fd_);
 }
 
-std::uint64_t disconnect_watcher::watch(int fd, const ctoken::CancellationTokenSource& client_gone,
-                                        std::atomic<std::int64_t>* cancelled_at) {
+std::uint64_t disconnect_watcher::watch(int fd, const ctoken::CancellationTokenSource& client_gone) {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::uint64_t id = next_id_++;
   // The entry first: if it cannot be stored (bad_alloc), epoll never learns of the socket.
-  const auto stored = entries_.emplace(id, entry{fd, client_gone, cancelled_at}).first;
+  const auto stored = entries_.emplace(id, entry{fd, client_gone}).first;
   epoll_event ev{};
   // Level-triggered: a disconnect that happened before this call is reported at once.
   // EPOLLERR and EPOLLHUP are always reported; EPOLLIN is deliberately absent.
@@ -59,21 +58,27 @@ std::uint64_t disconnect_watcher::watch(int fd, const ctoken::CancellationTokenS
     entries_.erase(stored);
     throw std::system_error(err, std::generic_category(), "epoll_ctl(ADD)");
   }
+  ++watching_;
   return id;
 }
 
-void disconnect_watcher::unwatch(std::uint64_t id) noexcept {
+std::int64_t disconnect_watcher::unwatch(std::uint64_t id) noexcept {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = entries_.find(id);
-  if (it == entries_.end()) return;  // already reported and removed by the watcher
-  // Cannot fail for a registered, still-open socket; nothing sensible to do if it did.
-  (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second.fd, nullptr);
+  if (it == entries_.end()) return 0;
+  if (it->second.in_epoll) {
+    // Cannot fail for a registered, still-open socket; nothing sensible to do if it did.
+    (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second.fd, nullptr);
+    --watching_;
+  }
+  const std::int64_t cancelled_ns = it->second.cancelled_ns;
   entries_.erase(it);
+  return cancelled_ns;
 }
 
 std::size_t disconnect_watcher::watching() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return entries_.size();
+  return watching_;
 }
 
 void disconnect_watcher::run() noexcept {
@@ -97,7 +102,7 @@ void disconnect_watcher::on_event(std::uint64_t id, std::uint32_t events) noexce
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = entries_.find(id);
-    if (it == entries_.end()) return;  // unwatched meanwhile: the event is stale
+    if (it == entries_.end() || !it->second.in_epoll) return;  // unwatched or reported: stale
     const int fd = it->second.fd;
     if (events & (EPOLLERR | EPOLLHUP)) {
       // RST (or an error): SO_ERROR tells which. Read under the lock, while the fd is
@@ -121,10 +126,9 @@ void disconnect_watcher::on_event(std::uint64_t id, std::uint32_t events) noexce
     } else {
       return;  // nothing we asked for
     }
-    // relaxed: read by the request's thread after its unwatch(), which takes mutex_ after us.
-    // Stored under the lock, while the request cannot have finished (unwatch waits for it).
-    if (it->second.cancelled_at != nullptr) it->second.cancelled_at->store(monotonic_ns(), std::memory_order_relaxed);
-    to_cancel.emplace(it->second.client_gone);  // a copy: the entry stays until the socket is removed below
+    // Stamped under the lock, before Cancel(): unwatch() returns it (under the same lock).
+    it->second.cancelled_ns = monotonic_ns();
+    to_cancel.emplace(it->second.client_gone);  // a copy: the entry stays until unwatch()
   }
   // Outside the lock: Cancel runs the request's callbacks, which are the server's own and do
   // not throw; if one did, losing it here is better than ending the watcher thread. Cancel
@@ -135,10 +139,12 @@ void disconnect_watcher::on_event(std::uint64_t id, std::uint32_t events) noexce
   }
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = entries_.find(id);
-  if (it == entries_.end()) return;  // the request unwatched meanwhile, which removed the socket
-  // Level-triggered, so the socket must leave the set before this thread waits again.
+  if (it == entries_.end() || !it->second.in_epoll) return;  // unwatched meanwhile: the socket is out
+  // Level-triggered, so the socket must leave the set before this thread waits again. The
+  // entry stays (with its stamp) until the request's unwatch().
   (void)::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->second.fd, nullptr);
-  entries_.erase(it);
+  it->second.in_epoll = false;
+  --watching_;
 }
 
 }  // namespace http

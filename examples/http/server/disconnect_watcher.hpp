@@ -10,7 +10,7 @@
 #ifndef CTOKEN_EXAMPLE_HTTP_DISCONNECT_WATCHER_HPP
 #define CTOKEN_EXAMPLE_HTTP_DISCONNECT_WATCHER_HPP
 
-#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <thread>
@@ -38,16 +38,15 @@ class disconnect_watcher {
   disconnect_watcher& operator=(const disconnect_watcher&) = delete;
 
   // Starts watching `fd` for the current request; on disconnect, `client_gone` is cancelled
-  // (from the watcher's thread). If `cancelled_at` is given, the watcher stores there the
-  // CLOCK_MONOTONIC time (monotonic_ns()) at which it cancels, just before the Cancel() call;
-  // it must stay valid until unwatch() returns, and is read safely after it. Returns an id for
-  // unwatch(). Throws std::system_error if the socket cannot be added (e.g. already closed).
-  std::uint64_t watch(int fd, const ctoken::CancellationTokenSource& client_gone,
-                      std::atomic<std::int64_t>* cancelled_at = nullptr);
+  // (from the watcher's thread). Returns an id for unwatch(). Throws std::system_error if the
+  // socket cannot be added (e.g. already closed). Thread-safe; one epoll_ctl under a mutex.
+  std::uint64_t watch(int fd, const ctoken::CancellationTokenSource& client_gone);
 
   // Stops watching. After it returns the watcher no longer touches the socket; it may still be
-  // finishing a Cancel() it had started, which is harmless (the handler is done).
-  void unwatch(std::uint64_t id) noexcept;
+  // finishing a Cancel() it had started, which is harmless (the handler is done). Returns the
+  // CLOCK_MONOTONIC time (monotonic_ns()) the watcher read just before it cancelled
+  // `client_gone`, or 0 if it did not. Every watch() must be paired with one unwatch().
+  std::int64_t unwatch(std::uint64_t id) noexcept;
 
   // Number of sockets being watched (for tests and stats).
   std::size_t watching() const;
@@ -56,7 +55,8 @@ class disconnect_watcher {
   struct entry {
     int fd;
     ctoken::CancellationTokenSource client_gone;
-    std::atomic<std::int64_t>* cancelled_at;  // may be null
+    std::int64_t cancelled_ns = 0;  // when the watcher cancelled client_gone; 0: it did not
+    bool in_epoll = true;           // false once reported: the socket left the epoll set
   };
 
   void run() noexcept;
@@ -67,7 +67,8 @@ class disconnect_watcher {
   ctoken::CancellationTokenSource stop_;
   ctoken::CancellationFd stop_fd_;
   mutable std::mutex mutex_;
-  std::unordered_map<std::uint64_t, entry> entries_;  // guarded by mutex_
+  std::unordered_map<std::uint64_t, entry> entries_;  // guarded by mutex_: until unwatch()
+  std::size_t watching_ = 0;                          // guarded by mutex_: entries still in_epoll
   std::uint64_t next_id_ = 1;                         // guarded by mutex_; 0 marks the stop fd
   std::thread thread_;
 };

@@ -23,6 +23,7 @@
 #define CTOKEN_EXAMPLES_HTTP_PARSER_HPP
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -56,6 +57,12 @@ struct request {
   std::size_t content_length = 0;  // the body that follows the head; 0 without Content-Length
   bool keep_alive = true;          // whether the connection may carry another request after this one
                                    // (an HTTP/1.0 client expects "Connection: keep-alive" in reply)
+
+  // Set by the server before the handler runs, never by the parser (which leaves them as they
+  // are): the request id for logs and observers (the client's X-Request-Id, sanitised, or the
+  // serial in decimal; see server_config::request_id), and a number unique in this process.
+  std::string id;
+  std::uint64_t serial = 0;
 
   // The value of the first header with that name (which must be given lower-case), or nullptr.
   const std::string* find(std::string_view lower_name) const noexcept;

@@ -1,6 +1,6 @@
 #include "response.hpp"
 
-#include "events.hpp"
+#include "observer.hpp"
 
 #include <sys/socket.h>
 

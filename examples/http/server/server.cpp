@@ -13,12 +13,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <system_error>
 
 #include <ctoken/fd.hpp>
-
-#include "handlers.hpp"
-#include "response.hpp"
 
 namespace http {
 
@@ -76,8 +74,27 @@ std::string peer_name(const sockaddr_storage& addr) {
 
 }  // namespace
 
-server::server(server_config config, output& out)
-    : config_(std::move(config)), out_(out), shutdown_fd_(shutdown_.Token()), watcher_(config_.half_close) {}
+std::string server_config::default_request_id(const request& req) {
+  const std::string* given = req.find("x-request-id");
+  return given != nullptr ? *given : std::string();
+}
+
+std::string sanitize_request_id(std::string_view given) {
+  std::string id(given.substr(0, std::min(given.size(), max_request_id_bytes)));
+  for (char& c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == ':' || c == '-';
+    if (!ok) c = '_';
+  }
+  return id;
+}
+
+server::server(server_config config, handler app, observer& events)
+    : config_(std::move(config)),
+      handler_(std::move(app)),
+      observer_(events),
+      shutdown_fd_(shutdown_.Token()),
+      watcher_(config_.half_close) {}
 
 server::~server() {
   request_shutdown();
@@ -110,8 +127,7 @@ std::uint16_t server::start() {
   const std::uint16_t actual = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                                                  : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   accept_thread_ = std::thread([this] { accept_loop(); });
-  out_.event("READY " + std::to_string(actual));
-  out_.log("listening on " + config_.bind + ":" + std::to_string(actual));
+  observer_.listening(config_.bind, actual);
   return actual;
 }
 
@@ -127,7 +143,7 @@ bool server::wait() {
   if (waited_) return true;
   const bool drained = drained_.wait_for(lock, config_.drain_timeout, [this] { return connections_.empty(); });
   if (!drained) {
-    out_.log("drain timeout: shutting down " + std::to_string(connections_.size()) + " connection(s)");
+    observer_.message("drain timeout: shutting down " + std::to_string(connections_.size()) + " connection(s)");
     for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);  // their threads fail fast and exit
     drained_.wait(lock, [this] { return connections_.empty(); });
   }
@@ -145,7 +161,7 @@ void server::accept_loop() {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {shutdown_fd_.Get(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      out_.log(std::string("poll(listener): ") + std::strerror(errno));
+      observer_.message(std::string("poll(listener): ") + std::strerror(errno));
       break;
     }
     if (fds[1].revents & POLLIN) break;  // shutting down: stop accepting
@@ -154,7 +170,7 @@ void server::accept_loop() {
     const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == EAGAIN || errno == ECONNABORTED) continue;
-      out_.log(std::string("accept: ") + std::strerror(errno));
+      observer_.message(std::string("accept: ") + std::strerror(errno));
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         // Out of descriptors or memory: back off instead of spinning on the pending connection.
         ctoken::SleepFor(std::chrono::milliseconds(100), shutdown_.Token());
@@ -173,7 +189,7 @@ void server::accept_loop() {
     try {
       std::thread(&server::serve_connection, this, fd, peer_name(addr)).detach();
     } catch (const std::system_error& e) {
-      out_.log(std::string("cannot start a connection thread: ") + e.what());
+      observer_.message(std::string("cannot start a connection thread: ") + e.what());
       send_error(fd, 503, "overloaded");
       connection_finished(fd);
     }
@@ -218,9 +234,9 @@ void server::serve_connection(int fd, std::string peer) {
   try {
     serve_requests(fd, peer);
   } catch (const std::exception& e) {
-    out_.log(peer + " connection error: " + e.what());
+    observer_.message(peer + " connection error: " + e.what());
   } catch (...) {
-    out_.log(peer + " connection error");
+    observer_.message(peer + " connection error");
   }
 }
 
@@ -251,7 +267,7 @@ void server::serve_requests(int fd, const std::string& peer) {
       if (waited == wait_result::timeout) {
         if (!buffer.empty()) {  // a started request that never finished: slowloris
           send_error(fd, 408, "request head not received in time");
-          out_.log(peer + " 408 header timeout");
+          observer_.message(peer + " 408 header timeout");
         }
         return;  // an idle keep-alive connection: close quietly
       }
@@ -266,7 +282,7 @@ void server::serve_requests(int fd, const std::string& peer) {
     }
     if (parsed.status == parse_status::error) {
       send_error(fd, parsed.error_status, parsed.error_reason);
-      out_.log(peer + " " + std::to_string(parsed.error_status) + " " + parsed.error_reason);
+      observer_.message(peer + " " + std::to_string(parsed.error_status) + " " + parsed.error_reason);
       return;  // after a malformed request the byte stream cannot be trusted: close
     }
     buffer.erase(0, parsed.consumed);
@@ -294,16 +310,24 @@ void server::serve_requests(int fd, const std::string& peer) {
   }
 }
 
-// Runs one request under its own token. Returns whether the connection may serve another.
-bool server::serve_request(int fd, const std::string& peer, const request& req) {
-  const auto started = clock_type::now();
-  std::uint64_t id = next_request_id_.fetch_add(1, std::memory_order_relaxed);  // relaxed: unique ids only
-  // ?id= names the request in events and logs; on /status it names the request asked about.
-  if (auto given = req.query_param("id"); given && !given->empty() && req.path != "/status") {
-    char* end = nullptr;
-    const unsigned long long parsed = std::strtoull(given->c_str(), &end, 10);
-    if (end != nullptr && *end == '\0') id = parsed;
+// Writes the handler's response: whole, or chunked from its next_chunk() (which may throw
+// OperationCanceledException). Returns whether all of it was sent.
+bool send_response(response_writer& out, response& res, bool keep_alive) {
+  if (!res.next_chunk) return out.respond(res.status, res.content_type, res.body, keep_alive);
+  if (!out.begin_chunked(res.status, res.content_type, keep_alive)) return false;
+  if (!out.head_only()) {
+    while (std::optional<std::string> piece = res.next_chunk()) {
+      if (!out.chunk(*piece)) return false;
+    }
   }
+  return out.end_chunked();
+}
+
+// Runs one request under its own token. Returns whether the connection may serve another.
+bool server::serve_request(int fd, const std::string& peer, request& req) {
+  req.serial = next_serial_.fetch_add(1, std::memory_order_relaxed);  // relaxed: unique numbers only
+  req.id = config_.request_id ? sanitize_request_id(config_.request_id(req)) : std::string();
+  if (req.id.empty()) req.id = std::to_string(req.serial);
 
   // The request's token: cancelled by whichever comes first of the client leaving (the
   // watcher, or a failed write), the server shutting down, or the request's own deadline.
@@ -311,84 +335,67 @@ bool server::serve_request(int fd, const std::string& peer, const request& req) 
   auto source = ctoken::CancellationTokenSource::CreateLinkedTokenSource(client_gone.Token(), shutdown_.Token());
   source.CancelAfter(config_.request_timeout);
   const ctoken::CancellationToken token = source.Token();
-  // When the token was cancelled, for the CANCELLED event: the watcher stamps a disconnect
-  // itself, just before its Cancel() (a callback here would run only after Cancel() has woken
-  // this thread, which may then run first); any other cause is stamped by this callback.
-  std::atomic<std::int64_t> watcher_ns{0};
+  // When the token was cancelled, for the observer: the watcher stamps a disconnect itself,
+  // just before its Cancel() (a callback here would run only after Cancel() has woken this
+  // thread, which may then run first); any other cause is stamped by this callback. Relaxed:
+  // read on this thread after mark.Dispose(), which waits for a running callback.
   std::atomic<std::int64_t> signal_ns{0};
   auto mark = token.Register([&signal_ns] { signal_ns.store(monotonic_ns(), std::memory_order_relaxed); });
 
+  const bool keep_alive = req.keep_alive && !shutdown_.IsCancellationRequested();
   response_writer out(fd, client_gone, req.method == "HEAD");
-  handler_context ctx{req, token, out, req.keep_alive && !shutdown_.IsCancellationRequested(), id};
-  ctx.registry = &registry_;
-  ctx.upstream_host = config_.upstream_host;
-  ctx.upstream_port = config_.upstream_port;
-
   std::uint64_t watch = 0;
   try {
-    watch = watcher_.watch(fd, client_gone, &watcher_ns);
+    watch = watcher_.watch(fd, client_gone);
   } catch (const std::system_error& e) {
-    out_.log(peer + " 500 cannot watch the connection: " + e.what());
-    send_error(fd, 500, "internal error");
+    observer_.message(peer + " 503 cannot watch the connection: " + e.what());
+    send_error(fd, 503, "cannot watch the connection");  // EMFILE and friends: try again later
     return false;
   }
-  out_.event("START " + std::to_string(id) + " " + std::to_string(monotonic_ns()));
-  registry_.started(id, ctx);  // reads ctx's step counters while it runs, until finished()
+
+  request_outcome outcome;
+  outcome.started_ns = monotonic_ns();
+  bool handled = false;  // the handler returned a response (it did not throw)
   try {
-    dispatch(ctx);
+    observer_.request_started(req, peer);
+    response res = handler_(req, token);
+    handled = true;
+    send_response(out, res, keep_alive);
   } catch (const ctoken::OperationCanceledException& e) {
     // The one place that turns cancellation into a log line, not an error with a stack: the
     // ASP.NET exception-filter idea. Handlers may simply call ThrowIfCancellationRequested().
-    out_.log("request cancelled: reason=" + reason_name(e.Reason()) + " path=" + req.path);
+    observer_.message("request " + req.id + " cancelled: reason=" + reason_name(e.Reason()) + " path=" + req.path);
   } catch (const std::exception& e) {
-    out_.log("handler error: " + std::string(e.what()) + " path=" + req.path);
+    observer_.message("request " + req.id + " handler error: " + std::string(e.what()) + " path=" + req.path);
     if (!out.started()) out.respond(500, "text/plain", "internal error\n", false);
   }
-  watcher_.unwatch(watch);
+  const std::int64_t by_watcher = watcher_.unwatch(watch);
   mark.Dispose();
-
-  const int steps = ctx.steps.load(std::memory_order_relaxed);  // relaxed: the handler is done
-  // relaxed: the watcher is unwatched and mark is disposed (both synchronise with us).
-  const std::int64_t by_watcher = watcher_ns.load(std::memory_order_relaxed);
-  const std::int64_t cancelled_at = by_watcher != 0 ? by_watcher : signal_ns.load(std::memory_order_relaxed);
+  outcome.cancelled_ns = by_watcher != 0 ? by_watcher : signal_ns.load(std::memory_order_relaxed);
   // A cancellation that came after the whole response was written (the client read it and
   // closed) is not about this request.
   const std::error_code reason =
-      out.complete() && cancelled_at >= out.complete_ns() ? std::error_code() : token.Reason();
-  int status;
-  request_state state = request_state::done;
-  if (ctx.completed && out.complete()) {
+      out.complete() && outcome.cancelled_ns >= out.complete_ns() ? std::error_code() : token.Reason();
+  if (!reason) outcome.cancelled_ns = 0;
+  outcome.reason = reason;
+  if (handled && out.complete()) {
     // Completed. If the client had left before the response (a handler that ignores its
-    // token), the log line still names the reason: that work was wasted.
-    status = out.status();
-    out_.event("DONE " + std::to_string(id) + " " + std::to_string(monotonic_ns()) + " steps=" + std::to_string(steps));
+    // token), the outcome still names the reason: that work was wasted.
+    outcome.completed = true;
+    outcome.status = out.status();
   } else if (reason) {
-    status = status_for(reason);
-    state = request_state::cancelled;
-    out_.event("CANCELLED " + std::to_string(id) + " " + std::to_string(monotonic_ns()) + " reason=" +
-               reason_name(reason) + " steps=" + std::to_string(steps) + " signal_ns=" + std::to_string(cancelled_at));
+    outcome.status = status_for(reason);
     // Somebody is still listening for 503/504; for 499 nobody is.
-    if (status != 499 && !out.started())
-      out.respond(status, "text/plain", std::string(status_text(status)) + "\n", false);
+    if (outcome.status != 499 && !out.started())
+      out.respond(outcome.status, "text/plain", std::string(status_text(outcome.status)) + "\n", false);
   } else {
-    // Neither completed nor cancelled: the handler failed (an exception) or forgot to answer.
-    status = out.started() ? out.status() : 500;
+    // Neither completed nor cancelled: the handler failed (an exception) or the write did.
+    outcome.status = out.started() ? out.status() : 500;
     if (!out.started()) out.respond(500, "text/plain", "handler produced no response\n", false);
-    out_.event("DONE " + std::to_string(id) + " " + std::to_string(monotonic_ns()) + " steps=" + std::to_string(steps) +
-               " status=" + std::to_string(status));
   }
-  registry_.finished(id, ctx, state, reason ? reason_name(reason) : std::string(), status);
-
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - started).count();
-  std::string line = peer + " \"" + req.method + " " + req.target + " HTTP/1." + std::to_string(req.version_minor) +
-                     "\" " + std::to_string(status);
-  if (reason) line += " " + reason_name(reason);
-  line += " steps=" + std::to_string(steps);
-  if (ctx.total_steps > 0) line += "/" + std::to_string(ctx.total_steps);
-  line += " " + std::to_string(ms) + "ms id=" + std::to_string(id);
-  out_.log(line);
-
-  return ctx.keep_alive && out.complete() && !token.IsCancellationRequested();
+  outcome.finished_ns = monotonic_ns();
+  observer_.request_finished(req, peer, outcome);
+  return keep_alive && out.complete() && !token.IsCancellationRequested();
 }
 
 }  // namespace http

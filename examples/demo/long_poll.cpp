@@ -40,9 +40,9 @@
 #include <ctoken/ctoken.hpp>
 #include <ctoken/fd.hpp>
 
+#include "app.hpp"
 #include "events.hpp"
 #include "http_client.hpp"
-#include "server.hpp"
 
 namespace {
 
@@ -141,7 +141,7 @@ struct server_events {
   int cancelled = 0;
   std::string last_cancel;
 
-  http::output::sink sink() {
+  demo::output::sink sink() {
     return [this](const std::string& line) {
       std::printf("  [server] %s\n", line.c_str());
       std::fflush(stdout);
@@ -225,13 +225,13 @@ int main(int argc, char** argv) {
   }
 
   server_events seen;
-  http::output out(seen.sink(), http::output::sink());
-  std::unique_ptr<http::server> server;
+  demo::output out(seen.sink(), demo::output::sink());
+  std::unique_ptr<demo::server> server;
   if (port < 0) {
     http::server_config config;
     config.port = 0;
     config.request_timeout = poll_time + milliseconds(60000);
-    server = std::make_unique<http::server>(config, out);
+    server = std::make_unique<demo::server>(config, out);
     port = server->start();
   }
   const auto server_port = static_cast<std::uint16_t>(port);

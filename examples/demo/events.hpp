@@ -1,31 +1,25 @@
-// The server's two outputs: the human access log (stderr) and, with --events, one
-// machine-readable line per request lifecycle event (stdout), for tests, tools and benchmarks.
+// The demo server's two outputs and the observer that fills them: the human access log
+// (stderr) and, with --events, one machine-readable line per request lifecycle event (stdout),
+// for tests, tools and benchmarks.
 //
 //   READY <port>
 //   START <id> <ns>
 //   CANCELLED <id> <ns> reason=<name> steps=<n> signal_ns=<ns>
-//   DONE <id> <ns> steps=<n>
+//   DONE <id> <ns> steps=<n>                 (status=<n> added when the handler failed)
 //
 // Timestamps are CLOCK_MONOTONIC nanoseconds, the same clock a client on this machine reads.
 // signal_ns is when the request's token was cancelled: for a client that left, taken by the
 // disconnect watcher just before its Cancel(); for any other cause, by a callback on the token.
-// The CANCELLED line's own <ns> is later: when the handler had stopped.
-#ifndef CTOKEN_EXAMPLE_HTTP_EVENTS_HPP
-#define CTOKEN_EXAMPLE_HTTP_EVENTS_HPP
+// The CANCELLED line's own <ns> is later: when the handler had stopped. <id> is the request id
+// (sanitised: no spaces).
+#ifndef CTOKEN_EXAMPLE_DEMO_EVENTS_HPP
+#define CTOKEN_EXAMPLE_DEMO_EVENTS_HPP
 
-#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <string>
-#include <system_error>
 
-namespace http {
-
-// CLOCK_MONOTONIC in nanoseconds.
-std::int64_t monotonic_ns() noexcept;
-
-// The name used in events and logs for a cancellation reason ("client_disconnected", ...).
-std::string reason_name(const std::error_code& reason);
+namespace demo {
 
 // Where lines go. Thread-safe: each line is written whole. The default writes to stdout
 // (events) or stderr (log) and flushes per line; tests pass their own.
@@ -47,6 +41,6 @@ class output {
   sink log_;
 };
 
-}  // namespace http
+}  // namespace demo
 
 #endif

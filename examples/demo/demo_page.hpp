@@ -5,12 +5,12 @@
 // (client_disconnected, 499)". The page's own ?steps=&step_us= (default 10 and 1000000) are
 // passed on to /slow, so tests can run it fast. Element ids #start, #cancel, #status and
 // #server are stable: the browser test uses them.
-#ifndef CTOKEN_EXAMPLE_HTTP_DEMO_PAGE_HPP
-#define CTOKEN_EXAMPLE_HTTP_DEMO_PAGE_HPP
+#ifndef CTOKEN_EXAMPLE_DEMO_DEMO_PAGE_HPP
+#define CTOKEN_EXAMPLE_DEMO_DEMO_PAGE_HPP
 
 #include <string_view>
 
-namespace http {
+namespace demo {
 
 inline std::string_view demo_page() noexcept {
   return R"html(<!doctype html>
@@ -135,6 +135,6 @@ cancel.onclick = () => controller && controller.abort();
 )html";
 }
 
-}  // namespace http
+}  // namespace demo
 
 #endif
