@@ -60,6 +60,7 @@ class server {
     const char x = 0;
     (void)!::write(stop_[1], &x, 1);
     if (thread_.joinable()) thread_.join();
+    for (std::thread& t : connections_) t.join();
     for (int fd : fillers_) ::close(fd);
     ::close(listener_);
     ::close(stop_[0]);
@@ -114,6 +115,13 @@ class server {
       const int conn = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
       if (conn < 0) continue;
       accepted_.fetch_add(1, std::memory_order_acq_rel);
+      if (behaviour_ == behaviour::answer) {  // one thread per connection: several clients at once
+        connections_.emplace_back([this, conn] {
+          serve(conn);
+          ::close(conn);
+        });
+        continue;
+      }
       serve(conn);
       ::close(conn);
     }
@@ -207,6 +215,7 @@ class server {
   std::atomic<int> requests_{0};
   std::atomic<int> closed_{0};
   std::thread thread_;
+  std::vector<std::thread> connections_;  // answer: one per connection, joined by the destructor
 };
 
 }  // namespace curl_test
