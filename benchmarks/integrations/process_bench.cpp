@@ -1,0 +1,148 @@
+// <ctoken/process.hpp> against the bare POSIX calls, in one binary (Google Benchmark).
+//
+//   ctoken_bench_process [--samples=N] [benchmark flags]
+//
+// Rows:
+//   spawn_wait/bare      posix_spawnp("true") + waitpid: what running a child costs anyway
+//   spawn_wait/ctoken    Child::Start + Wait under a live token (pidfd, eventfd, registration)
+//   cancel_reaped/<how>  Cancel() to Wait returning with the child reaped, over N samples
+//                        (--samples, default 100), as counters p50_us, p99_us, max_us:
+//     sigterm            a cooperative child (sleep: SIGTERM ends it), through the pidfd
+//     sigterm_fallback   the same without pidfd (waitid(WNOHANG) polling, 1 to 10 ms apart)
+//     sigkill            a child that ignores SIGTERM, grace 0: SIGKILL straight away
+#include <ctoken/ctoken.hpp>
+#include <ctoken/process.hpp>
+
+#include <benchmark/benchmark.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern "C" char** environ;
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+namespace proc = ctoken::process;
+int g_samples = 100;
+
+void spawn_wait_bare(benchmark::State& state) {
+  char arg0[] = "true";
+  char* argv[] = {arg0, nullptr};
+  for (auto _ : state) {
+    pid_t pid = -1;
+    if (::posix_spawnp(&pid, "true", nullptr, nullptr, argv, environ) != 0) {
+      state.SkipWithError("posix_spawnp failed");
+      break;
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    benchmark::DoNotOptimize(status);
+  }
+}
+
+void spawn_wait_ctoken(benchmark::State& state) {
+  ctoken::CancellationTokenSource source;
+  const ctoken::CancellationToken token = source.Token();
+  const std::vector<std::string> argv{"true"};
+  for (auto _ : state) {
+    proc::Exit exit;
+    if (proc::Run(argv, token, std::chrono::seconds(1), exit) || !exit.Exited) {
+      state.SkipWithError("Run failed");
+      break;
+    }
+  }
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+enum class how { sigterm, sigterm_fallback, sigkill };
+
+void cancel_reaped(benchmark::State& state, how which) {
+  proc::detail::pidfd_disabled() = which == how::sigterm_fallback;
+  std::vector<double> samples_us;
+  const std::vector<std::string> cooperative{"sleep", "30"};
+  const std::vector<std::string> stubborn{"sh", "-c", "trap '' TERM; exec sleep 30"};
+  for (auto _ : state) {
+    samples_us.clear();
+    for (int i = 0; i < g_samples; ++i) {
+      std::error_code ec;
+      proc::Child child = proc::Child::Start(which == how::sigkill ? stubborn : cooperative, ec);
+      if (ec) {
+        state.SkipWithError("Start failed");
+        break;
+      }
+      ctoken::CancellationTokenSource source;
+      std::atomic<long long> cancelled_at{0};  // release/acquire: read after the join
+      std::thread canceller([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the child runs (and exec'd)
+        cancelled_at.store(clock_type::now().time_since_epoch().count(), std::memory_order_release);
+        source.Cancel();
+      });
+      proc::Exit exit;
+      const auto grace = which == how::sigkill ? std::chrono::milliseconds(0) : std::chrono::milliseconds(5000);
+      ec = child.Wait(source.Token(), grace, exit);
+      const auto returned = clock_type::now();
+      canceller.join();
+      if (ec || !exit.Canceled) {
+        state.SkipWithError("the child was not stopped by the token");
+        break;
+      }
+      const auto at = clock_type::time_point(clock_type::duration(cancelled_at.load(std::memory_order_acquire)));
+      samples_us.push_back(std::chrono::duration<double, std::micro>(returned - at).count());
+    }
+  }
+  proc::detail::pidfd_disabled() = false;
+  if (!samples_us.empty()) {
+    state.counters["p50_us"] = percentile(samples_us, 0.50);
+    state.counters["p99_us"] = percentile(samples_us, 0.99);
+    state.counters["max_us"] = percentile(samples_us, 1.0);
+    state.counters["samples"] = static_cast<double>(samples_us.size());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Our own flag first (Google Benchmark rejects flags it does not know).
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--samples=", 10) == 0) {
+      g_samples = std::max(1, std::atoi(argv[i] + 10));
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  argc = out;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RegisterBenchmark("spawn_wait/bare", spawn_wait_bare)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("spawn_wait/ctoken", spawn_wait_ctoken)->Unit(benchmark::kMicrosecond);
+  const struct {
+    const char* name;
+    how which;
+  } rows[] = {{"sigterm", how::sigterm}, {"sigterm_fallback", how::sigterm_fallback}, {"sigkill", how::sigkill}};
+  for (const auto& r : rows) {
+    const how which = r.which;
+    benchmark::RegisterBenchmark((std::string("cancel_reaped/") + r.name).c_str(),
+                                 [which](benchmark::State& st) { cancel_reaped(st, which); })
+        ->Iterations(1)
+        ->Unit(benchmark::kMillisecond);
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
