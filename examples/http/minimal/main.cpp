@@ -271,7 +271,7 @@ int usage() {
 int main(int argc, char** argv) {
   long port = 8080;
   std::chrono::milliseconds request_timeout{30000};
-  for (int i = 1; i < argc; ++i) {
+  for (int i = 1; i < argc; i += 2) {  // flag, value
     const std::string flag = argv[i];
     const std::optional<long> value =
         i + 1 < argc ? number(argv[i + 1], 0, flag == "--port" ? 65535 : 3600000) : std::nullopt;
@@ -283,7 +283,6 @@ int main(int argc, char** argv) {
     } else {
       return usage();
     }
-    ++i;
   }
 
   // SIGINT/SIGTERM are taken by sigwait() on one thread: blocked before any thread starts, so
