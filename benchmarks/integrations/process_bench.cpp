@@ -5,6 +5,8 @@
 // Rows:
 //   spawn_wait/bare      posix_spawnp("true") + waitpid: what running a child costs anyway
 //   spawn_wait/ctoken    Child::Start + Wait under a live token (pidfd, eventfd, registration)
+//   spawn_wait/interleaved  both in alternating rounds of 20 (rounds: samples / 5), as
+//                        counters bare_us, ctoken_us and ratio (medians over rounds)
 //   cancel_reaped/<how>  Cancel() to Wait returning with the child reaped, over N samples
 //                        (--samples, default 100), as counters p50_us, p99_us, max_us:
 //     sigterm            a cooperative child (sleep: SIGTERM ends it), through the pidfd
@@ -34,29 +36,39 @@ using clock_type = std::chrono::steady_clock;
 namespace proc = ctoken::process;
 int g_samples = 100;
 
-void spawn_wait_bare(benchmark::State& state) {
+// posix_spawnp("true") + waitpid; false if the spawn failed.
+bool bare_once() {
   char arg0[] = "true";
   char* argv[] = {arg0, nullptr};
+  pid_t pid = -1;
+  if (::posix_spawnp(&pid, "true", nullptr, nullptr, argv, environ) != 0) return false;
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  benchmark::DoNotOptimize(status);
+  return true;
+}
+
+bool ctoken_once(const ctoken::CancellationToken& token) {
+  static const std::vector<std::string> argv{"true"};
+  proc::Exit exit;
+  return !proc::Run(argv, token, std::chrono::seconds(1), exit) && exit.Exited;
+}
+
+void spawn_wait_bare(benchmark::State& state) {
   for (auto _ : state) {
-    pid_t pid = -1;
-    if (::posix_spawnp(&pid, "true", nullptr, nullptr, argv, environ) != 0) {
+    if (!bare_once()) {
       state.SkipWithError("posix_spawnp failed");
       break;
     }
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    benchmark::DoNotOptimize(status);
   }
 }
 
 void spawn_wait_ctoken(benchmark::State& state) {
   ctoken::CancellationTokenSource source;
   const ctoken::CancellationToken token = source.Token();
-  const std::vector<std::string> argv{"true"};
   for (auto _ : state) {
-    proc::Exit exit;
-    if (proc::Run(argv, token, std::chrono::seconds(1), exit) || !exit.Exited) {
+    if (!ctoken_once(token)) {
       state.SkipWithError("Run failed");
       break;
     }
@@ -67,6 +79,35 @@ double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
   return v[std::min(i, v.size() - 1)];
+}
+
+// Both in alternating rounds of 20 children, so that load drifting on a shared machine hits
+// both alike; counters: the medians of the rounds and of the per-round ratio ctoken / bare.
+void spawn_wait_interleaved(benchmark::State& state) {
+  ctoken::CancellationTokenSource source;
+  const ctoken::CancellationToken token = source.Token();
+  const int rounds = std::max(2, g_samples / 5);
+  constexpr int kPerRound = 20;
+  std::vector<double> bare_us, ours_us, ratio;
+  for (auto _ : state) {
+    for (int r = 0; r < rounds; ++r) {
+      const auto t0 = clock_type::now();
+      for (int i = 0; i < kPerRound; ++i) {
+        if (!bare_once()) return state.SkipWithError("posix_spawnp failed");
+      }
+      const auto t1 = clock_type::now();
+      for (int i = 0; i < kPerRound; ++i) {
+        if (!ctoken_once(token)) return state.SkipWithError("Run failed");
+      }
+      const auto t2 = clock_type::now();
+      bare_us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / kPerRound);
+      ours_us.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count() / kPerRound);
+      ratio.push_back(ours_us.back() / bare_us.back());
+    }
+  }
+  state.counters["bare_us"] = percentile(bare_us, 0.5);
+  state.counters["ctoken_us"] = percentile(ours_us, 0.5);
+  state.counters["ratio"] = percentile(ratio, 0.5);
 }
 
 enum class how { sigterm, sigterm_fallback, sigkill };
@@ -131,6 +172,9 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RegisterBenchmark("spawn_wait/bare", spawn_wait_bare)->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("spawn_wait/ctoken", spawn_wait_ctoken)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("spawn_wait/interleaved", spawn_wait_interleaved)
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
   const struct {
     const char* name;
     how which;
