@@ -11,6 +11,7 @@
 // Latency rows: SELECT pg_sleep(30) cancelled from another thread 20 ms after it was sent;
 // Cancel() to the call returning (SQLSTATE 57014), over N samples (--samples, default 50), as
 // counters p50_us, p99_us, max_us:
+//   cancel_latency/bare    PQexec, and another thread calling PQcancel itself: the libpq floor
 //   cancel_latency/scope   PQexec under a CancelScope (the cancelling thread runs PQcancel)
 //   cancel_latency/exec    Exec (the caller's thread wakes, sends the cancel, drains)
 #include <ctoken/ctoken.hpp>
@@ -146,13 +147,21 @@ void cancel_latency(benchmark::State& state, Form form) {
     for (int i = 0; i < g_samples; ++i) {
       ctoken::CancellationTokenSource source;
       clock_type::time_point cancelled_at;
+      PGcancel* bare_cancel = form == Form::bare ? PQgetCancel(conn.c) : nullptr;
       std::thread canceller([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         cancelled_at = clock_type::now();
-        source.Cancel();
+        if (bare_cancel != nullptr) {
+          char errbuf[256];
+          PQcancel(bare_cancel, errbuf, static_cast<int>(sizeof errbuf));
+        } else {
+          source.Cancel();
+        }
       });
       PGresult* r;
-      if (form == Form::scope) {
+      if (form == Form::bare) {
+        r = PQexec(conn.c, "SELECT pg_sleep(30)");
+      } else if (form == Form::scope) {
         ctoken::postgres::CancelScope scope(conn.c, source.Token());
         r = PQexec(conn.c, "SELECT pg_sleep(30)");
       } else {
@@ -160,6 +169,7 @@ void cancel_latency(benchmark::State& state, Form form) {
       }
       const auto returned = clock_type::now();
       canceller.join();
+      if (bare_cancel != nullptr) PQfreeCancel(bare_cancel);
       const char* sqlstate = PQresultErrorField(r, PG_DIAG_SQLSTATE);
       const bool cancelled = sqlstate != nullptr && std::strcmp(sqlstate, "57014") == 0;
       PQclear(r);
@@ -208,6 +218,9 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("select1/bare", [](benchmark::State& s) { select1(s, Form::bare); });
   benchmark::RegisterBenchmark("select1/scope", [](benchmark::State& s) { select1(s, Form::scope); });
   benchmark::RegisterBenchmark("select1/exec", [](benchmark::State& s) { select1(s, Form::exec); });
+  benchmark::RegisterBenchmark("cancel_latency/bare", [](benchmark::State& s) { cancel_latency(s, Form::bare); })
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("cancel_latency/scope", [](benchmark::State& s) { cancel_latency(s, Form::scope); })
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond);
