@@ -9,9 +9,10 @@
 //   cte/100000   the same with 100 000 rows: the progress handler's cost per check shows here
 // plus "<statement>/scope_n100": the scope with check_interval 100 (checks 100 times rarer).
 // and one latency row:
-//   cancel_latency  a 100 M-row CTE under a scope, cancelled from another thread once it runs:
-//                   Cancel() to sqlite3_step returning SQLITE_INTERRUPT, over N samples
-//                   (--samples, default 200), as counters p50_us, p99_us, max_us.
+//   cancel_latency/scope  a 100 M-row CTE under a scope, cancelled from another thread once it
+//                         runs: Cancel() to sqlite3_step returning SQLITE_INTERRUPT, over N
+//                         samples (--samples, default 200), as counters p50_us, p99_us, max_us
+//   cancel_latency/bare   the same without ctoken: the other thread calls sqlite3_interrupt
 #include <ctoken/ctoken.hpp>
 #include <ctoken/sqlite.hpp>
 
@@ -94,7 +95,8 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
-void cancel_latency(benchmark::State& state) {
+// with_scope false: the bare floor, another thread calling sqlite3_interrupt itself.
+void cancel_latency(benchmark::State& state, bool with_scope) {
   Db db;
   sqlite3_stmt* stmt = prepare(db.db, cte(100000000).c_str());
   std::vector<double> samples_us;
@@ -102,17 +104,26 @@ void cancel_latency(benchmark::State& state) {
     samples_us.clear();
     for (int i = 0; i < g_samples; ++i) {
       ctoken::CancellationTokenSource source;
+      // release/acquire: `running` only orders the canceller after the scope's construction;
+      // `cancelled_at` is read after join(), which orders it anyway.
       std::atomic<bool> running{false};
       std::atomic<long long> cancelled_at{0};
       std::thread canceller([&] {
         while (!running.load(std::memory_order_acquire)) std::this_thread::yield();
         std::this_thread::sleep_for(std::chrono::milliseconds(2));  // well inside the statement
         cancelled_at.store(clock_type::now().time_since_epoch().count(), std::memory_order_release);
-        source.Cancel();
+        if (with_scope) {
+          source.Cancel();
+        } else {
+          sqlite3_interrupt(db.db);
+        }
       });
       int rc;
-      {
+      if (with_scope) {
         ctoken::sqlite::InterruptScope scope(db.db, source.Token());
+        running.store(true, std::memory_order_release);
+        rc = sqlite3_step(stmt);
+      } else {
         running.store(true, std::memory_order_release);
         rc = sqlite3_step(stmt);
       }
@@ -164,7 +175,12 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark((std::string(s.name) + "/scope_n100").c_str(),
                                  [sql](benchmark::State& st) { statement_row(st, sql, 100); });
   }
-  benchmark::RegisterBenchmark("cancel_latency", cancel_latency)->Iterations(1)->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("cancel_latency/bare", [](benchmark::State& st) { cancel_latency(st, false); })
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("cancel_latency/scope", [](benchmark::State& st) { cancel_latency(st, true); })
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
