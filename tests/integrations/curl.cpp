@@ -4,7 +4,16 @@
 #include <ctoken/ctoken.hpp>
 #include <ctoken/curl.hpp>
 
+#include <ctoken/process.hpp>
+
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -313,4 +322,76 @@ TEST_CASE("curl: a Perform started from inside another transfer's callback works
   CHECK(ctoken::curl::Perform(outer.h, ctoken::CancellationToken::None()) == CURLE_OK);
   CHECK(inner.ran);
   CHECK(inner.rc == CURLE_ABORTED_BY_CALLBACK);
+}
+
+// Resolving: the name goes to a DNS server that never answers. That needs this process's view
+// of /etc/resolv.conf changed, which only a process of its own can do: the test below runs the
+// hidden case after it in a child (this same binary) that enters new mount and network
+// namespaces, where 127.0.0.1:53 is a UDP socket that reads nothing and /etc/resolv.conf points
+// to it. Nothing leaves the namespace. Needs CAP_SYS_ADMIN (root); reported skipped otherwise.
+TEST_CASE("curl: cancelled while resolving a name (a DNS server that never answers)") {
+  std::error_code ec;
+  ctoken::process::Options options;
+  ::setenv("CTOKEN_CURL_RESOLVE_CHILD", "1", 1);
+  ctoken::process::Child child = ctoken::process::Child::Start(
+      {"/proc/self/exe", "curl: resolving in namespaces of its own (run by the resolving test)"}, ec, options);
+  ::unsetenv("CTOKEN_CURL_RESOLVE_CHILD");
+  REQUIRE(!ec);
+  ctoken::CancellationTokenSource limit(std::chrono::seconds(60));
+  ctoken::process::Exit exit;
+  REQUIRE(!child.Wait(limit.Token(), milliseconds(100), exit));
+  REQUIRE(!exit.Canceled);
+  REQUIRE(exit.Exited);
+  if (exit.Code == 77) return;  // the child printed "SKIPPED: why" on our standard output
+  CHECK(exit.Code == 0);        // otherwise Catch2's count of failed assertions in the child
+}
+
+TEST_CASE("curl: resolving in namespaces of its own (run by the resolving test)", "[.]") {
+  if (std::getenv("CTOKEN_CURL_RESOLVE_CHILD") == nullptr) return;
+  const auto skip = [](const char* what) {
+    std::printf("SKIPPED: %s: %s (needs root for mount and network namespaces)\n", what, std::strerror(errno));
+    std::fflush(stdout);
+    std::_Exit(77);
+  };
+  if (::unshare(CLONE_NEWNS | CLONE_NEWNET) != 0) skip("unshare");
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) skip("mount --make-rprivate /");
+  {  // the new namespace's loopback starts down
+    const int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq ifr{};
+    std::strcpy(ifr.ifr_name, "lo");
+    if (s < 0 || ::ioctl(s, SIOCGIFFLAGS, &ifr) != 0) skip("SIOCGIFFLAGS lo");
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    if (::ioctl(s, SIOCSIFFLAGS, &ifr) != 0) skip("SIOCSIFFLAGS lo");
+    ::close(s);
+  }
+  const int dns = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(53);
+  REQUIRE(::bind(dns, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+  char dir[] = "/tmp/ctoken-resolv-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string conf = std::string(dir) + "/resolv.conf";
+  {
+    const int fd = ::open(conf.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    const char text[] = "nameserver 127.0.0.1\noptions timeout:3 attempts:1\n";
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, text, sizeof text - 1) == static_cast<ssize_t>(sizeof text - 1));
+    ::close(fd);
+  }
+  if (::mount(conf.c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) != 0) skip("bind-mount resolv.conf");
+  ::unlink(conf.c_str());  // the mount keeps the file
+  ::rmdir(dir);
+
+  const curl_version_info_data* info = curl_version_info(CURLVERSION_NOW);
+  INFO("libcurl without AsynchDNS cannot be interrupted while it resolves");
+  REQUIRE((info->features & CURL_VERSION_ASYNCHDNS) != 0);
+  easy_handle easy;
+  easy.url("http://upstream.ctoken.test/");
+  curl_easy_setopt(easy.h, CURLOPT_QUICK_EXIT, 1L);  // do not wait for the resolver thread
+  cancel_when(
+      easy, [] { return true; }, milliseconds(100));
+  check_reusable(easy);
+  ::close(dns);
 }
