@@ -35,6 +35,13 @@
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+
+// Set when a row reports an error, so the smoke test fails instead of passing quietly.
+bool g_failed = false;
+void fail(benchmark::State& state, const char* why) {
+  g_failed = true;
+  state.SkipWithError(why);
+}
 int g_samples = 50;
 std::string g_conninfo;
 
@@ -102,7 +109,7 @@ enum class Form { bare, scope, exec };
 void select1(benchmark::State& state, Form form) {
   Conn conn;
   if (!conn.ok()) {
-    state.SkipWithError(PQerrorMessage(conn.c));
+    fail(state, PQerrorMessage(conn.c));
     return;
   }
   ctoken::CancellationTokenSource source;
@@ -123,7 +130,7 @@ void select1(benchmark::State& state, Form form) {
         break;
     }
     if (!ok) {
-      state.SkipWithError("SELECT 1 failed");
+      fail(state, "SELECT 1 failed");
       break;
     }
   }
@@ -138,7 +145,7 @@ double percentile(std::vector<double> v, double p) {
 void cancel_latency(benchmark::State& state, Form form) {
   Conn conn;
   if (!conn.ok()) {
-    state.SkipWithError(PQerrorMessage(conn.c));
+    fail(state, PQerrorMessage(conn.c));
     return;
   }
   std::vector<double> samples_us;
@@ -174,7 +181,7 @@ void cancel_latency(benchmark::State& state, Form form) {
       const bool cancelled = sqlstate != nullptr && std::strcmp(sqlstate, "57014") == 0;
       PQclear(r);
       if (!cancelled) {
-        state.SkipWithError("the query was not cancelled");
+        fail(state, "the query was not cancelled");
         break;
       }
       samples_us.push_back(std::chrono::duration<double, std::micro>(returned - cancelled_at).count());
@@ -230,5 +237,5 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   delete server;
-  return 0;
+  return g_failed ? 1 : 0;
 }

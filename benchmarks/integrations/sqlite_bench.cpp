@@ -32,6 +32,13 @@
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+
+// Set when a row reports an error, so the smoke test fails instead of passing quietly.
+bool g_failed = false;
+void fail(benchmark::State& state, const char* why) {
+  g_failed = true;
+  state.SkipWithError(why);
+}
 int g_samples = 200;
 
 struct Db {
@@ -82,7 +89,7 @@ void statement_row(benchmark::State& state, const std::string& sql, int check_in
       ok = run(stmt);
     }
     if (!ok) {
-      state.SkipWithError("the statement failed");
+      fail(state, "the statement failed");
       break;
     }
   }
@@ -131,7 +138,7 @@ void cancel_latency(benchmark::State& state, bool with_scope) {
       canceller.join();
       sqlite3_reset(stmt);
       if (rc != SQLITE_INTERRUPT) {
-        state.SkipWithError("the statement was not interrupted");
+        fail(state, "the statement was not interrupted");
         break;
       }
       const auto lag = returned - clock_type::time_point(clock_type::duration(cancelled_at.load()));
@@ -183,5 +190,5 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMillisecond);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  return 0;
+  return g_failed ? 1 : 0;
 }
