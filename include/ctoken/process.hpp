@@ -312,7 +312,9 @@ class Child {
       const nfds_t n = pidfd_ >= 0 ? 2 : 1;
       if (wake < 0) fds[0].fd = -1;  // negative descriptors are ignored by poll
       if (detail::poll_retry(fds, n, timeout) < 0) return std::error_code(errno, std::generic_category());
-      if (pidfd_ >= 0 && (fds[1].revents & POLLIN) != 0) return reap(true, reaped, out);
+      // POLLIN: the child ended. Anything else reported on a pidfd (POLLERR, POLLNVAL) would
+      // make every further poll return at once: a blocking waitid is then the way to wait.
+      if (pidfd_ >= 0 && fds[1].revents != 0) return reap(true, reaped, out);
       if (wake >= 0 && (fds[0].revents & POLLIN) != 0) {
         woken = true;
         return std::error_code();
