@@ -13,6 +13,14 @@ if(CURL_FOUND)
   add_library(test_headers_curl OBJECT "${tu}")
   target_link_libraries(test_headers_curl PRIVATE ctoken::ctoken CURL::libcurl)
   ctoken_warnings(test_headers_curl)
+
+  # Against the example HTTP server template, in-process: the cancellation crosses the wire and
+  # the server logs 499. Only where the examples are built (Linux).
+  if(TARGET ctoken_http_server)
+    ctoken_test(test_curl_server curl_server.cpp)
+    target_link_libraries(test_curl_server PRIVATE CURL::libcurl ctoken_http_server)
+    target_include_directories(test_curl_server PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/../support)
+  endif()
 else()
   ctoken_skipped(test_curl "libcurl 7.68 or newer not found (Debian: apt-get install libcurl4-openssl-dev)")
 endif()
