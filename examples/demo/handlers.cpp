@@ -17,63 +17,50 @@
 
 namespace demo {
 
+long long query_reader::integer(std::string_view name, long long fallback, long long lo, long long hi) {
+  const std::optional<std::string> text = req_.query_param(name);
+  if (!text) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(text->c_str(), &end, 10);
+  if (text->empty() || errno != 0 || *end != '\0' || value < lo || value > hi) {
+    errors_ +=
+        std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]\n";
+    return fallback;
+  }
+  return value;
+}
+
+std::string query_reader::choice(std::string_view name, std::string_view choices) {
+  const std::optional<std::string> text = req_.query_param(name);
+  const std::string_view first = choices.substr(0, choices.find('|'));
+  if (!text) return std::string(first);
+  std::string_view rest = choices;
+  while (!rest.empty()) {
+    const std::size_t bar = rest.find('|');
+    if (rest.substr(0, bar) == *text) return *text;
+    rest = bar == std::string_view::npos ? std::string_view() : rest.substr(bar + 1);
+  }
+  errors_ += std::string(name) + ": expected one of " + std::string(choices) + "\n";
+  return std::string(first);
+}
+
+void query_reader::check() const {
+  if (!errors_.empty()) throw bad_parameter("bad query parameter " + errors_);
+}
+
+void stop(const ctoken::CancellationToken& token) {
+  token.ThrowIfCancellationRequested();
+  throw ctoken::OperationCanceledException(token);  // not reached for a cancelled token
+}
+
+void step(progress& done) noexcept { done.steps.fetch_add(1, std::memory_order_relaxed); }  // relaxed: see progress
+
 namespace {
 
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
-
-// Reads a route's query parameters. Everything a client sends is bounded: a parameter that is
-// present but malformed or out of range is an error, collected so that one 400 names every bad
-// parameter (check() throws it).
-class query_reader {
- public:
-  explicit query_reader(const http::request& req) : req_(req) {}
-
-  long long integer(std::string_view name, long long fallback, long long lo, long long hi) {
-    const std::optional<std::string> text = req_.query_param(name);
-    if (!text) return fallback;
-    char* end = nullptr;
-    errno = 0;
-    const long long value = std::strtoll(text->c_str(), &end, 10);
-    if (text->empty() || errno != 0 || *end != '\0' || value < lo || value > hi) {
-      errors_ +=
-          std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]\n";
-      return fallback;
-    }
-    return value;
-  }
-
-  // One of `choices` ("a|b|c"); the first is the default.
-  std::string choice(std::string_view name, std::string_view choices) {
-    const std::optional<std::string> text = req_.query_param(name);
-    const std::string_view first = choices.substr(0, choices.find('|'));
-    if (!text) return std::string(first);
-    std::string_view rest = choices;
-    while (!rest.empty()) {
-      const std::size_t bar = rest.find('|');
-      if (rest.substr(0, bar) == *text) return *text;
-      rest = bar == std::string_view::npos ? std::string_view() : rest.substr(bar + 1);
-    }
-    errors_ += std::string(name) + ": expected one of " + std::string(choices) + "\n";
-    return std::string(first);
-  }
-
-  // Throws bad_parameter naming every bad parameter read so far.
-  void check() const {
-    if (!errors_.empty()) throw bad_parameter("bad query parameter " + errors_);
-  }
-
- private:
-  const http::request& req_;
-  std::string errors_;
-};
-
-// Stops the route: the token was cancelled (the server reports why).
-[[noreturn]] void stop(const ctoken::CancellationToken& token) {
-  token.ThrowIfCancellationRequested();
-  throw ctoken::OperationCanceledException(token);  // not reached: the token is cancelled
-}
 
 // Burns CPU until `until`, checking the token between small slices when `check` is set.
 // Returns false if it stopped because of the token.
@@ -85,16 +72,6 @@ bool spin_until(steady_clock::time_point until, const ctoken::CancellationToken&
   }
   return true;
 }
-
-struct route_args {
-  const http::request& req;
-  const ctoken::CancellationToken& token;
-  progress& done;
-  const services& with;
-};
-
-// relaxed: a statistic (see progress)
-void step(progress& p) { p.steps.fetch_add(1, std::memory_order_relaxed); }
 
 // /slow?steps=10&step_us=1000000&work=sleep|cpu|idle&check=1
 // Ten one-second steps by default: the classic demonstration. `work` chooses how a step is

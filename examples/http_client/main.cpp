@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
       if (sigwait(&signals, &number) == 0 && number != SIGUSR1) user.Cancel(std::errc::interrupted);
     });
     const http_client::result r = http_client::Get(host, static_cast<std::uint16_t>(*port), target, user.Token(), opts);
-    ::pthread_kill(signal_thread.native_handle(), SIGUSR1);  // harmless if it already returned
+    (void)::pthread_kill(signal_thread.native_handle(), SIGUSR1);  // harmless if it already returned
     signal_thread.join();
     if (r.ok()) {
       std::printf("HTTP %d\n%s", r.status, r.body.c_str());

@@ -293,7 +293,7 @@ class one_shot_server {
   std::string reply_;
   int listener_ = -1;
   std::uint16_t port_ = 0;
-  std::atomic<bool> stop_{false};
+  std::atomic<bool> stop_{false};  // seq_cst: a flag polled every 10-50 ms, nothing published through it
   std::thread thread_;
 };
 

@@ -74,11 +74,13 @@ constexpr std::size_t max_request_id_bytes = 64;
 // safe in a log line, an event line or a JSON string. Pure; no allocation beyond the result.
 std::string sanitize_request_id(std::string_view given);
 
-// The application: maps a request and its token to a response. It runs on the request's
-// connection thread and should stop when the token is cancelled, by returning or by throwing
-// ctoken::OperationCanceledException (ThrowIfCancellationRequested); the server then answers
-// 503 (shutdown) or 504 (deadline), or nothing when the client is gone. Any other exception
-// is answered 500. It must be thread-safe: requests of different connections run concurrently.
+// The application: maps a request and its token to a response, and does no I/O on the
+// connection (the server reads the request and writes the response). It runs on the request's
+// connection thread, with no lock of the server held, and should stop when the token is
+// cancelled by throwing ctoken::OperationCanceledException (ThrowIfCancellationRequested): the
+// server then answers 503 (shutdown) or 504 (deadline), or nothing when the client is gone. A
+// response it returns is sent as it is; any other exception is answered 500. It must be
+// thread-safe: requests of different connections run concurrently.
 using handler = std::function<response(const request& req, const ctoken::CancellationToken& token)>;
 
 class server {
@@ -126,7 +128,7 @@ class server {
   disconnect_watcher watcher_;
   int listen_fd_ = -1;
   std::thread accept_thread_;
-  std::atomic<std::uint64_t> next_serial_{1};
+  std::atomic<std::uint64_t> next_serial_{1};  // relaxed fetch_add: unique numbers, nothing published
 
   mutable std::mutex mutex_;
   std::condition_variable drained_;
