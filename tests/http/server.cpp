@@ -12,13 +12,16 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -33,6 +36,7 @@
 #include "events.hpp"
 #include "request_registry.hpp"
 #include "response.hpp"
+#include "server.hpp"
 #include "support.hpp"
 
 using namespace std::chrono_literals;
@@ -1009,4 +1013,140 @@ TEST_CASE("http server: the request registry is bounded and never lets an older 
   CHECK(registry.json("job-7") ==
         "{\"id\":\"job-7\",\"state\":\"done\",\"steps\":2,\"total\":0,\"reason\":null,\"status\":200}");
   CHECK(registry.get("3").state == demo::request_state::unknown);  // evicted by job-7
+}
+
+// ---- 14. the template alone: a handler and an observer from outside ---------------------------
+
+namespace {
+
+// Records what the server tells its observer, for the test's thread.
+class recording_observer : public http::observer {
+ public:
+  struct finished_request {
+    std::string id;
+    std::string path;
+    http::request_outcome outcome;
+  };
+
+  void request_started(const http::request& req, std::string_view) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    started_.push_back(req.id);
+  }
+  void request_finished(const http::request& req, std::string_view, const http::request_outcome& outcome) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      finished_.push_back({req.id, req.path, outcome});
+    }
+    cv_.notify_all();
+  }
+
+  // The outcome of request `id`, waiting at most 10 s for it.
+  std::optional<finished_request> wait_finished(const std::string& id) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    std::optional<finished_request> found;
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] {
+      for (const auto& f : finished_) {
+        if (f.id == id) found = f;
+      }
+      return found.has_value();
+    });
+    return found;
+  }
+  std::size_t started(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return static_cast<std::size_t>(std::count(started_.begin(), started_.end(), id));
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::string> started_;
+  std::vector<finished_request> finished_;
+};
+
+// An application of three routes: /hello, /wait (until cancelled) and /count (streamed).
+http::response tiny_app(const http::request& req, const ctoken::CancellationToken& token) {
+  if (req.path == "/hello") return http::response::text(200, "hello " + req.id + "\n");
+  if (req.path == "/wait") {
+    token.WaitFor(std::chrono::seconds(30));
+    token.ThrowIfCancellationRequested();
+    return http::response::text(200, "nobody cancelled\n");
+  }
+  if (req.path == "/count") {
+    http::response r;
+    r.next_chunk = [n = 0]() mutable -> std::optional<std::string> {
+      if (n == 3) return std::nullopt;
+      return std::to_string(n++) + "\n";
+    };
+    return r;
+  }
+  throw std::runtime_error("no such route");
+}
+
+}  // namespace
+
+TEST_CASE("http server template: the handler and the observer come from outside") {
+  recording_observer seen;
+  http::server_config cfg = test_config();
+  http::server srv(cfg, tiny_app, seen);
+  const std::uint16_t port = srv.start();
+  client c = client::connect(port);
+  REQUIRE(c.valid());
+
+  // A whole response, named by the client's X-Request-Id.
+  REQUIRE(c.send(http_test::get("/hello", "X-Request-Id: first\r\n")));
+  const auto hello = c.read_response();
+  REQUIRE(hello);
+  CHECK(hello->status == 200);
+  CHECK(hello->body == "hello first\n");
+  const auto first = seen.wait_finished("first");
+  REQUIRE(first);
+  CHECK(first->outcome.completed);
+  CHECK(first->outcome.status == 200);
+  CHECK_FALSE(first->outcome.reason);
+  CHECK(first->outcome.cancelled_ns == 0);
+  CHECK(first->outcome.finished_ns >= first->outcome.started_ns);
+  CHECK(seen.started("first") == 1);
+
+  // A streamed response, pulled chunk by chunk; and HEAD, which does not pull it.
+  REQUIRE(c.send(http_test::get("/count", "X-Request-Id: streamed\r\n")));
+  const auto counted = c.read_response();
+  REQUIRE(counted);
+  CHECK(counted->body == "0\n1\n2\n");
+  REQUIRE(c.send("HEAD /count HTTP/1.1\r\nHost: x\r\nX-Request-Id: head\r\n\r\n"));
+  const auto head = c.read_response(milliseconds(10000), true);
+  REQUIRE(head);
+  CHECK(head->status == 200);
+  const auto head_outcome = seen.wait_finished("head");
+  REQUIRE(head_outcome);
+  CHECK(head_outcome->outcome.completed);
+
+  // A handler that throws anything but OperationCanceledException: 500, not completed.
+  REQUIRE(c.send(http_test::get("/nothing", "X-Request-Id: broken\r\n")));
+  const auto broken = c.read_response();
+  REQUIRE(broken);
+  CHECK(broken->status == 500);
+  const auto broken_outcome = seen.wait_finished("broken");
+  REQUIRE(broken_outcome);
+  CHECK_FALSE(broken_outcome->outcome.completed);
+  CHECK(broken_outcome->outcome.status == 500);
+
+  // The client leaves while the handler waits: the observer learns the reason and when the
+  // watcher cancelled (its own stamp, returned by unwatch).
+  client leaving = client::connect(port);
+  REQUIRE(leaving.valid());
+  REQUIRE(leaving.send(http_test::get("/wait")));  // no id given: the serial names it
+  REQUIRE(http_test::wait_until([&] { return srv.watching() == 1; }));
+  const std::int64_t closed = leaving.close_fin();
+  REQUIRE(http_test::wait_until([&] { return srv.watching() == 0; }));
+  srv.request_shutdown();
+  CHECK(srv.wait());
+  // Serials count every request of this server: /hello, /count, HEAD /count, /nothing, /wait.
+  const auto left = seen.wait_finished("5");
+  REQUIRE(left);
+  CHECK_FALSE(left->outcome.completed);
+  CHECK(left->outcome.status == 499);
+  CHECK(left->outcome.reason == ctoken::errc::client_disconnected);
+  CHECK(left->outcome.cancelled_ns >= closed);
+  CHECK(left->outcome.cancelled_ns <= left->outcome.finished_ns);
 }
