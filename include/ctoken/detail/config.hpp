@@ -28,8 +28,17 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CTOKEN_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CTOKEN_LIKELY(x) __builtin_expect(!!(x), 1)
+// The uncontended path of the state's lock and of enlist/delist is a handful of instructions
+// and runs twice per in-place registration: it is forced inline, and the rare paths (waiting)
+// are kept out of line so that they do not make the callers too big to inline.
+#define CTOKEN_ALWAYS_INLINE inline __attribute__((always_inline))
+#define CTOKEN_NOINLINE __attribute__((noinline, cold))
 #else
 #define CTOKEN_UNLIKELY(x) (x)
+#define CTOKEN_LIKELY(x) (x)
+#define CTOKEN_ALWAYS_INLINE inline
+#define CTOKEN_NOINLINE
 #endif
 
 namespace ctoken {

@@ -32,21 +32,16 @@ class flag_word {
   // testing only the bit lets g++ emit `lock bts` plus a reload, which measured slower). A
   // fetch_or that finds the bit set changes nothing, because every other bit is only written
   // by the holder; then wait with plain loads.
-  std::uint32_t lock() const noexcept {
-    for (;;) {
-      // acquire: pairs with the release store in unlock(), so the previous holder's writes to
-      // the guarded fields are visible.
-      const std::uint32_t before = bits_.fetch_or(kLocked, std::memory_order_acquire);
-      if ((before & kLocked) == 0) return before | kLocked;
-      do {
-        cpu_relax();
-        std::this_thread::yield();
-      } while ((bits_.load(std::memory_order_relaxed) & kLocked) != 0);  // relaxed: only a hint
-    }
+  CTOKEN_ALWAYS_INLINE std::uint32_t lock() const noexcept {
+    // acquire: pairs with the release store in unlock(), so the previous holder's writes to the
+    // guarded fields are visible.
+    const std::uint32_t before = bits_.fetch_or(kLocked, std::memory_order_acquire);
+    if (CTOKEN_LIKELY((before & kLocked) == 0)) return before | kLocked;
+    return lock_contended();
   }
 
   // `f` is the word as held, with the holder's changes (only the holder writes, so it is exact).
-  void unlock(std::uint32_t f) const noexcept {
+  CTOKEN_ALWAYS_INLINE void unlock(std::uint32_t f) const noexcept {
     // relaxed: a check of our own bit, which only we may clear.
     CTOKEN_ASSERT((bits_.load(std::memory_order_relaxed) & kLocked) != 0);
     CTOKEN_ASSERT((f & kLocked) != 0);
@@ -62,6 +57,18 @@ class flag_word {
   }
 
  private:
+  CTOKEN_NOINLINE std::uint32_t lock_contended() const noexcept {
+    for (;;) {
+      do {
+        cpu_relax();
+        std::this_thread::yield();
+      } while ((bits_.load(std::memory_order_relaxed) & kLocked) != 0);  // relaxed: only a hint
+      // acquire: as in lock().
+      const std::uint32_t before = bits_.fetch_or(kLocked, std::memory_order_acquire);
+      if ((before & kLocked) == 0) return before | kLocked;
+    }
+  }
+
   mutable std::atomic<std::uint32_t> bits_{0};
 };
 

@@ -247,7 +247,7 @@ class state {
   // orphaned (nothing will ever run it, so nothing is stored). The caller must hold a reference
   // for the time of the call (a token); after `listed` the node keeps the state alive until
   // its delist() (see owned_nodes_), and delist() must be called exactly once.
-  enlist_result enlist(callback_node* n) noexcept {
+  CTOKEN_ALWAYS_INLINE enlist_result enlist(callback_node* n) noexcept {
     std::uint32_t f = lock();
     if (f & kCancelled) {
       unlock(f);
@@ -267,8 +267,22 @@ class state {
   // Takes n out of the list. If its callback is running on another thread, blocks until it
   // has returned; from inside the callback itself, returns at once. No-op on the list when it
   // already ran or was dropped by TryReset. Ends the node's hold on the state: may destroy it.
-  void delist(callback_node* n) noexcept {
-    std::uint32_t f = lock();
+  CTOKEN_ALWAYS_INLINE void delist(callback_node* n) noexcept {
+    const std::uint32_t f = lock();
+    if (CTOKEN_LIKELY(n->status == node_status::listed)) {  // the common case: never ran
+      callback_list::unlink(n);
+      n->status = node_status::unlinked;
+      end_delist(f);
+    } else {
+      delist_not_listed(n, f);
+    }
+  }
+
+ private:
+  // delist(), for a node that is not waiting any more: it ran, was dropped by TryReset, or
+  // its callback is running right now (wait for it unless that is on this thread).
+  CTOKEN_NOINLINE void delist_not_listed(callback_node* n, std::uint32_t f) noexcept {
+    CTOKEN_ASSERT(n->status != node_status::free);  // an enlisted node is never "free"
     for (;;) {
       if (n->status == node_status::listed) {
         callback_list::unlink(n);
@@ -282,14 +296,23 @@ class state {
       }
       f = wait_while_running_locked(f);
     }
-    CTOKEN_ASSERT(owned_nodes_ != 0);  // every delist matches one listed enlist
-    CTOKEN_ASSERT(n->status != node_status::listed && n->status != node_status::free);
-    const bool last = --owned_nodes_ == 0 && (f & kNodesRef) != 0;
-    if (last) f &= ~kNodesRef;
-    unlock(f);
-    if (last) release_ref();  // the one on_last_source() took for the owned nodes
+    end_delist(f);
   }
 
+  // The node is out of the list: it no longer counts as owned; the last one drops the
+  // reference on_last_source() took for them all. Unlocks.
+  CTOKEN_ALWAYS_INLINE void end_delist(std::uint32_t f) noexcept {
+    CTOKEN_ASSERT(owned_nodes_ != 0);  // every delist matches one listed enlist
+    const bool last = --owned_nodes_ == 0 && (f & kNodesRef) != 0;
+    if (CTOKEN_LIKELY(!last)) {
+      unlock(f);
+      return;
+    }
+    unlock(f & ~kNodesRef);
+    release_ref();  // the one on_last_source() took for the owned nodes
+  }
+
+ public:
   // ---- registration: pooled nodes owned by a CancellationTokenRegistration ---------------
 
   struct handle_ref {
@@ -660,8 +683,8 @@ class state {
 
   // ---- the lock bit (see flag_word.hpp) ---------------------------------------------------
 
-  std::uint32_t lock() const noexcept { return flags_.lock(); }
-  void unlock(std::uint32_t f) const noexcept { flags_.unlock(f); }
+  CTOKEN_ALWAYS_INLINE std::uint32_t lock() const noexcept { return flags_.lock(); }
+  CTOKEN_ALWAYS_INLINE void unlock(std::uint32_t f) const noexcept { flags_.unlock(f); }
 
   // Called with the lock held; returns with it held again. Sleeps until the running callback
   // returns (the canceller bumps epoch_ after each callback when waiters_ != 0).
