@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <thread>
+#include <type_traits>
 
 #include "ctoken_test.hpp"
 
@@ -105,4 +106,20 @@ TEST_CASE("TryReset whose dropped callable's destructor destroys the source bein
   // the registration: every reference to the state goes while TryReset is still running.
   CHECK(raw->source.TryReset());
   SUCCEED("no use-after-free, no leak (checked by ASan and LeakSanitizer)");
+}
+
+namespace {
+
+// A class that tries to derive a time provider of its own.
+struct user_provider : ctoken::TimeProvider {
+  std::chrono::steady_clock::time_point Now() const noexcept override { return {}; }
+};
+
+}  // namespace
+
+TEST_CASE("TimeProvider cannot be derived from outside the library") {
+  // The documentation said "not meant to be derived" while nothing stopped it; the constructor
+  // is now private to the library's two providers, so such a class cannot be constructed.
+  STATIC_REQUIRE_FALSE(std::is_default_constructible<user_provider>::value);
+  STATIC_REQUIRE(std::is_default_constructible<ctoken::ManualTimeProvider>::value);
 }

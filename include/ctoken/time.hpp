@@ -22,6 +22,11 @@
 namespace ctoken {
 
 class CancellationTokenSource;
+class ManualTimeProvider;
+
+namespace detail {
+class system_time_provider;
+}  // namespace detail
 
 /// A clock plus the deadlines armed against it (the role of .NET 8's TimeProvider).
 ///
@@ -29,7 +34,10 @@ class CancellationTokenSource;
 /// another one, e.g. a ManualTimeProvider in tests. A provider keeps the armed deadlines of its
 /// sources in one binary heap: arming, re-arming and disarming are O(log n) under one mutex;
 /// an armed deadline costs 8 bytes in that heap (plus fields every source state has anyway).
-/// Not meant to be derived from outside the library. Thread-safe.
+/// Not derivable outside the library: its constructor is private to the two providers it has,
+/// System() and ManualTimeProvider, because a provider's contract (arming under the state's
+/// lock, firing outside its own mutex, forgetting a state exactly once) is internal machinery,
+/// not an extension point. Take a TimeProvider& to accept either. Thread-safe.
 class TimeProvider : public detail::deadline_owner {
  public:
   TimeProvider(const TimeProvider&) = delete;
@@ -54,8 +62,12 @@ class TimeProvider : public detail::deadline_owner {
     return heap_.size();
   }
 
- protected:
+ private:
+  friend class detail::system_time_provider;
+  friend class ManualTimeProvider;
   TimeProvider() = default;
+
+ protected:
   ~TimeProvider() override = default;
 
   // Called with mutex_ held before a deadline is armed; may throw (then nothing is armed).
