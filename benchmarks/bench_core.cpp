@@ -406,7 +406,8 @@ std::string count_of(std::size_t n, const std::string& noun) {
 }
 
 // The summary's lines for the rows of `mode`, in the order they are printed. The goals are those
-// of issue 8, set for the multi-threaded process; in the single-threaded one only the per-callback
+// of issue 8 (in-place, linked/2 and cancel per callback restated by issue 12 as parity with
+// stdexec's inplace_stop_token), set for the multi-threaded process; in the single-threaded one only the per-callback
 // cancel cost has a goal of its own, the other lines are for information.
 std::vector<Comparison> comparisons(Mode mode) {
   const bool single = mode == Mode::single_threaded;
@@ -430,7 +431,7 @@ std::vector<Comparison> comparisons(Mode mode) {
       versus("check (IsCancellationRequested)", "check", goal(1.0)),
       versus("token copy+destroy", "copy", goal(1.0)),
       versus("source create+destroy", "create", goal(1.0)),
-      versus("in-place register+unregister", "inplace", goal(0.6)),
+      versus("in-place register+unregister", "inplace", goal(0.36)),
       without_allocs(versus("handle Register+Dispose vs make_unique", "handle", goal(0.8))),
       without_allocs(Comparison{p + "handle Register+Dispose vs in-place std", p + "handle/ctoken", p + "inplace/std",
                                 nullptr, 0, false}),
@@ -438,11 +439,11 @@ std::vector<Comparison> comparisons(Mode mode) {
   for (std::size_t log2n = 0; log2n <= kMaxCallbacksLog2; ++log2n) {
     const std::size_t n = std::size_t{1} << log2n;
     list.push_back(per_callback(versus("cancel, " + count_of(n, "callback") + " (per callback)",
-                                       "cancel/" + std::to_string(n), single ? 0.6 : 0.05)));
+                                       "cancel/" + std::to_string(n), single ? 0.6 : 0.1)));
   }
   for (const std::size_t parents : kLinkedParents) {
     list.push_back(versus("linked source, " + count_of(parents, "parent"), "linked/" + std::to_string(parents),
-                          parents == 2 ? goal(0.6) : 0));
+                          parents == 2 ? goal(0.38) : 0));
   }
   if (!single) {
     for (const bool shared : {true, false}) {

@@ -26,18 +26,21 @@ import shutil
 import subprocess
 import sys
 
-# Goals: the ratio ctoken/std must be at most this (issues 2 and 8). Rows not listed are shown
-# for information.
+# Goals: the ratio ctoken/std must be at most this (issues 2 and 8; in-place and linked/2 were
+# tightened by issue 12 to what stdexec's inplace_stop_token costs against std on this machine:
+# 0.36 and 0.38). Rows not listed are shown for information.
 GOALS_MT = {
     "check": 1.0,
     "copy": 1.0,
     "create": 1.0,
-    "inplace": 0.6,
+    "inplace": 0.36,
     "handle": 0.8,
-    "linked/2": 0.6,
+    "linked/2": 0.38,
     "inplace_shared/threads:2": 1.0,
 }
-CANCEL_GOAL_MT = 0.05
+# Cancel per callback, multi-threaded: parity with stdexec (8-15 ns per callback, 0.05-0.1 x std,
+# measured for issue 12; stdexec is not packaged for Debian, so it is not in this binary).
+CANCEL_GOAL_MT = 0.1
 CANCEL_GOAL_ST = 0.6
 
 LABELS = {
@@ -358,13 +361,13 @@ def section_goals(mt, st, d):
         ratio_row(mt, "check", 1.0, "check")
         ratio_row(mt, "copy", 1.0, "token copy")
         ratio_row(mt, "create", 1.0, "source create + destroy")
-        ratio_row(mt, "inplace", 0.6, "in-place register + unregister")
+        ratio_row(mt, "inplace", GOALS_MT["inplace"], "in-place register + unregister (stdexec: 0.36)")
         ratio_row(mt, "handle", 0.8, "handle Register + Dispose, 0 allocations", need_zero_allocs=True)
-        ratio_row(mt, "cancel/1024", CANCEL_GOAL_MT, "cancel per callback, multi-threaded (N = 1024)")
+        ratio_row(mt, "cancel/1024", CANCEL_GOAL_MT, "cancel per callback, multi-threaded (N = 1024; stdexec's range)")
     if st:
         ratio_row(st, "cancel/1024", CANCEL_GOAL_ST, "cancel per callback, single-threaded (N = 1024)")
     if mt:
-        ratio_row(mt, "linked/2", 0.6, "linked source with 2 parents")
+        ratio_row(mt, "linked/2", GOALS_MT["linked/2"], "linked source with 2 parents (stdexec: 0.38)")
         ratio_row(mt, "inplace_shared/threads:2", 1.0, "2 threads on one source")
     if d:
         det = d.get("detection", [])
