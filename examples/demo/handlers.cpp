@@ -24,8 +24,8 @@ long long query_reader::integer(std::string_view name, long long fallback, long 
   errno = 0;
   const long long value = std::strtoll(text->c_str(), &end, 10);
   if (text->empty() || errno != 0 || *end != '\0' || value < lo || value > hi) {
-    errors_ +=
-        std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]\n";
+    errors_ += "bad query parameter " + std::string(name) + ": expected an integer in [" + std::to_string(lo) + ", " +
+               std::to_string(hi) + "]\n";
     return fallback;
   }
   return value;
@@ -41,12 +41,12 @@ std::string query_reader::choice(std::string_view name, std::string_view choices
     if (rest.substr(0, bar) == *text) return *text;
     rest = bar == std::string_view::npos ? std::string_view() : rest.substr(bar + 1);
   }
-  errors_ += std::string(name) + ": expected one of " + std::string(choices) + "\n";
+  errors_ += "bad query parameter " + std::string(name) + ": expected one of " + std::string(choices) + "\n";
   return std::string(first);
 }
 
 void query_reader::check() const {
-  if (!errors_.empty()) throw bad_parameter("bad query parameter " + errors_);
+  if (!errors_.empty()) throw bad_parameter(errors_);
 }
 
 void stop(const ctoken::CancellationToken& token) {

@@ -43,7 +43,8 @@ struct route_args {
 
 // Reads a route's query parameters. Everything a client sends is bounded: a parameter that is
 // present but malformed or out of range is an error, collected so that one 400 names every
-// bad parameter (check() throws bad_parameter). Not thread-safe: one per request.
+// bad parameter, one line each: "bad query parameter NAME: expected ..." (check() throws
+// bad_parameter with them). Not thread-safe: one per request.
 class query_reader {
  public:
   explicit query_reader(const http::request& req) : req_(req) {}
