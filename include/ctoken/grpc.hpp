@@ -52,10 +52,17 @@ inline std::optional<std::chrono::nanoseconds> grpc_remaining(std::chrono::syste
   return std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now);
 }
 
-// Within this much of the deadline, a cancellation counts as the deadline's: gRPC's deadline
-// timer and ctoken's run on different clocks (converted through system_clock), and a deadline
-// that expires at the client reaches the server as a stream reset, a network latency later.
+// Client side: within this much of the deadline it set, a binding leaves a timed_out token to
+// gRPC's own deadline. The two timers are the same instant on different clocks (converted
+// through system_clock), a few microseconds apart.
 inline constexpr std::chrono::milliseconds grpc_deadline_slack{5};
+
+// Server side: a cancellation that arrives within this much of the call's deadline counts as
+// the deadline's (errc::timed_out). A deadline that expires at the client reaches the server as
+// a stream reset; the server's own deadline is later than the client's by the time the request
+// took to arrive, and the reset's trip is not exactly as long: on a loaded machine or a
+// network the two differ by milliseconds.
+inline constexpr std::chrono::milliseconds grpc_deadline_window{50};
 
 }  // namespace detail
 
@@ -175,9 +182,10 @@ class GrpcClientContext {
 /// - callback API: NotifyCancelled() from the reactor's OnCancel() (GrpcCancellableReactor does
 ///   it). gRPC calls OnCancel() when the client cancelled (RST_STREAM), when the connection
 ///   dropped, when the deadline passed, or when the handler called context.TryCancel(). gRPC
-///   does not tell which, so the reason is errc::timed_out if the deadline has passed (within
-///   5 ms), else errc::canceled: a connection drop cannot be told from a cancel (both mean
-///   "the client is gone");
+///   does not tell which, so the reason is errc::timed_out if the deadline has passed or is less
+///   than 50 ms away (the client's deadline arrives as a stream reset shortly before the
+///   server's own, which is later by the request's transit time), else errc::canceled: a
+///   connection drop cannot be told from a cancel (both mean "the client is gone");
 /// - synchronous API: gRPC offers only polling (ServerContext::IsCancelled()). Call Poll()
 ///   between steps of the handler: it cancels the source if gRPC says the call is cancelled.
 ///   Deadline and shutdown need no polling: they cancel the source by themselves.
@@ -216,7 +224,8 @@ class GrpcServerCallCancellation {
   CancellationTokenSource& Source() noexcept { return source_; }
 
   /// Reports gRPC's cancellation of the call (from OnCancel()): cancels the source with
-  /// errc::timed_out if the deadline has passed, errc::canceled otherwise. Runs the token's
+  /// errc::timed_out if the deadline has passed or is less than 50 ms away, errc::canceled
+  /// otherwise. Runs the token's
   /// callbacks on this thread before it returns; a no-op if the source is already cancelled.
   /// Returns true iff this call cancelled the source.
   bool NotifyCancelled() { return source_.Cancel(reason_now()); }
@@ -236,7 +245,7 @@ class GrpcServerCallCancellation {
  private:
   std::error_code reason_now() const {
     const auto remaining = detail::grpc_remaining(deadline_);
-    if (remaining && *remaining <= detail::grpc_deadline_slack) return errc::timed_out;
+    if (remaining && *remaining <= detail::grpc_deadline_window) return errc::timed_out;
     return errc::canceled;
   }
 
@@ -250,7 +259,9 @@ class GrpcServerCallCancellation {
 /// ServerWriteReactor<Resp>, ServerBidiReactor<Req, Resp>) instead of the gRPC base.
 ///
 /// OnCancel() cancels the token (see GrpcServerCallCancellation::NotifyCancelled for the
-/// reason); if you override OnCancel(), call this class's OnCancel() in it. gRPC calls
+/// reason); if you override OnCancel(), call this class's OnCancel() in it. The token's
+/// callbacks then run inside OnCancel(), on gRPC's thread: an exception from one would leave
+/// through gRPC's code, which does not expect it, so catch inside them. gRPC calls
 /// OnCancel() at most once, never before the method handler returned the reactor, and always
 /// before OnDone(). The deadline and `server_stopping` cancel the token by themselves, on their
 /// own threads, possibly while OnDone() runs: that is why registrations on Token() must be

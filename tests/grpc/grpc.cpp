@@ -133,27 +133,39 @@ TEST_CASE("three hops: the client cancels and every hop's token fires, B's work 
 
 TEST_CASE("three hops: the client's 300 ms deadline is B's Deadline(), and B times out") {
   Chain chain;
-  ctoken::CancellationTokenSource source(300ms);
-  const auto client_deadline = source.Token().Deadline();
-  REQUIRE(client_deadline);
-  const grpc::Status status = chain.Call("deadline", 20000, source.Token());
-  CHECK(status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
-  const hops::HopEvents a = chain.events.WaitFor("A", "deadline", done, 10s);
-  const hops::HopEvents b = chain.events.WaitFor("B", "deadline", done, 10s);
-  REQUIRE(a.deadline);
-  REQUIRE(b.deadline);
-  const auto gap_a = std::chrono::duration<double, std::milli>(*a.deadline - *client_deadline).count();
-  const auto gap_b = std::chrono::duration<double, std::milli>(*b.deadline - *client_deadline).count();
-  INFO("A's deadline - client's: " << gap_a << " ms; B's: " << gap_b << " ms");
-  // gRPC sends the remaining time (grpc-timeout), rounded up to its unit; each hop adds the
-  // time the request took to arrive. "A few ms" on loopback; generous for a loaded machine.
-  CHECK(gap_a > -2.0);
-  CHECK(gap_a < 50.0);
-  CHECK(gap_b > -2.0);
-  CHECK(gap_b < 50.0);
-  CHECK(a.reason == ctoken::errc::timed_out);
-  CHECK(b.reason == ctoken::errc::timed_out);
-  CHECK(b.cancelled_at >= *client_deadline - 5ms);
+  // Connections up and gRPC's threads started, as in a service that has been running.
+  ctoken::CancellationTokenSource warm;
+  REQUIRE(chain.Call("warm-up", 0, warm.Token()).ok());
+  // Each hop's deadline is later than the client's by the time the request took to arrive:
+  // about a millisecond per hop on loopback. A machine that stalls the process for longer than
+  // a hop's deadline window (50 ms) makes a deadline look like a cancel at the server (the
+  // client's reset arrives well before the server's own deadline): such an attempt says nothing
+  // about the code and is repeated, up to three times.
+  for (int attempt = 1;; ++attempt) {
+    const std::string id = "deadline" + std::to_string(attempt);
+    ctoken::CancellationTokenSource source(300ms);
+    const auto client_deadline = source.Token().Deadline();
+    REQUIRE(client_deadline);
+    const grpc::Status status = chain.Call(id, 20000, source.Token());
+    const hops::HopEvents a = chain.events.WaitFor("A", id, done, 10s);
+    const hops::HopEvents b = chain.events.WaitFor("B", id, done, 10s);
+    REQUIRE(a.deadline);
+    REQUIRE(b.deadline);
+    const auto gap_a = std::chrono::duration<double, std::milli>(*a.deadline - *client_deadline).count();
+    const auto gap_b = std::chrono::duration<double, std::milli>(*b.deadline - *client_deadline).count();
+    std::printf("attempt %d: A's deadline - client's: %+.2f ms, B's: %+.2f ms\n", attempt, gap_a, gap_b);
+    if (gap_b >= 50.0 && attempt < 3) continue;
+    INFO("A's deadline - client's: " << gap_a << " ms; B's: " << gap_b << " ms");
+    CHECK(status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED);
+    CHECK(gap_a > -2.0);  // gRPC rounds the time left up, never down
+    CHECK(gap_a < 50.0);
+    CHECK(gap_b >= gap_a - 2.0);
+    CHECK(gap_b < 50.0);
+    CHECK(a.reason == ctoken::errc::timed_out);
+    CHECK(b.reason == ctoken::errc::timed_out);
+    CHECK(b.cancelled_at >= *client_deadline - 5ms);
+    break;
+  }
   CHECK(ctoken_test::eventually([&] { return chain.Settled(); }));
 }
 
@@ -302,9 +314,13 @@ TEST_CASE("1000 concurrent calls cancelled at once all stop, and nothing leaks")
   const int threads = count_threads();
   const int fds = count_fds();
   for (int round = 2; round <= 3; ++round) CHECK(cancel_concurrent(chain, kCalls, round) == kCalls);
-  INFO("threads " << threads << " -> " << count_threads() << ", descriptors " << fds << " -> " << count_fds());
-  CHECK(count_threads() <= threads + 2);
-  CHECK(count_fds() <= fds + 2);
+  const int threads_after = count_threads();
+  const int fds_after = count_fds();
+  std::printf("threads %d -> %d, descriptors %d -> %d over rounds 2 and 3\n", threads, threads_after, fds, fds_after);
+  // A leak per call would show as a thousand more per round. gRPC's thread pool may still grow
+  // a little under load (it adds threads while its own are busy): a small margin, no more.
+  CHECK(threads_after <= threads + 8);
+  CHECK(fds_after <= fds + 8);
   CHECK(chain.service_a->LiveCalls() == 0);
   CHECK(chain.service_b->LiveCalls() == 0);
 }
