@@ -188,8 +188,9 @@ inline CURLcode Perform(CURL* easy, const CancellationToken& token) noexcept {
 
 /// Closes the calling thread's multi handle and the idle connections it keeps (the next
 /// Perform on this thread creates a new one). A thread's handle is otherwise closed when the
-/// thread exits, which for the main thread is after main() returns: call this on the main
-/// thread before curl_global_cleanup(). Does nothing when called from inside a transfer's
+/// thread exits, which for the main thread is after main() returns (before the destructors of
+/// static objects): call this on the main thread before a curl_global_cleanup() made in main()
+/// itself. Does nothing when called from inside a transfer's
 /// callback on this thread. Not thread-safe with respect to other threads' handles: it only
 /// touches the caller's. noexcept.
 inline void ReleaseThreadResources() noexcept {

@@ -37,12 +37,11 @@ using curl_test::behaviour;
 // Generous: the real figure (tens of microseconds) is in benchmarks/integrations/curl_bench.cpp.
 constexpr milliseconds kPrompt{500};
 
+// The main thread's multi handle (a thread_local) is destroyed when main returns, before
+// static objects like this one, so the global cleanup here comes after it.
 struct global_init {
   global_init() { curl_global_init(CURL_GLOBAL_DEFAULT); }
-  ~global_init() {
-    ctoken::curl::ReleaseThreadResources();
-    curl_global_cleanup();
-  }
+  ~global_init() { curl_global_cleanup(); }
 };
 const global_init curl_initialised;
 
