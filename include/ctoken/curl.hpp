@@ -190,9 +190,8 @@ inline CURLcode Perform(CURL* easy, const CancellationToken& token) noexcept {
 /// Perform on this thread creates a new one). A thread's handle is otherwise closed when the
 /// thread exits, which for the main thread is after main() returns (before the destructors of
 /// static objects): call this on the main thread before a curl_global_cleanup() made in main()
-/// itself. Does nothing when called from inside a transfer's
-/// callback on this thread. Not thread-safe with respect to other threads' handles: it only
-/// touches the caller's. noexcept.
+/// itself. Does nothing when called from inside a transfer's callback on this thread.
+/// Thread-safe: it touches only the calling thread's handle. noexcept.
 inline void ReleaseThreadResources() noexcept {
   detail::thread_multi& mine = detail::this_thread_multi();
   if (!mine.busy) mine.release();
