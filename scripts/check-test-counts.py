@@ -4,7 +4,8 @@
 Usage: scripts/check-test-counts.py BUILD_DIR   (after ctest has run there, e.g. build/default)
 
 For every Catch2 binary that a ctest entry runs, it compares three numbers:
-  declared    the test cases the binary lists (`<bin> --list-test-names-only`);
+  declared    the test cases the binary lists (`<bin> --list-test-names-only`; with Catch2 v3,
+              `<bin> --list-tests --verbosity quiet`);
   registered  the distinct test cases the binary's ctest entries select (each entry's own
               arguments, passed back to the binary with --list-test-names-only);
   ran         the test cases the last ctest run executed for it, read from Catch2's summary in
@@ -27,22 +28,33 @@ def fail(msg):
     print(f"check-test-counts: {msg}", file=sys.stderr)
 
 
-def is_catch2_binary(path, cache={}):
-    # A Catch2 binary carries its command-line help; anything else (scripts, plain programs such
-    # as test_no_exceptions) is not a Catch2 test and is left alone.
+def catch2_major(path, cache={}):
+    """2 or 3 for a Catch2 test binary, None for anything else (scripts, plain programs such as
+    test_no_exceptions), judged by the help text Catch2 links into every binary."""
     if path not in cache:
+        major = None
         try:
             with open(path, "rb") as f:
-                cache[path] = b"--list-test-names-only" in f.read()
+                data = f.read()
+            if b"host application" in data:
+                if b"--list-test-names-only" in data:
+                    major = 2
+                elif b"--list-tests" in data:
+                    major = 3
         except OSError:
-            cache[path] = False
+            pass
+        cache[path] = major
     return cache[path]
 
 
 def list_names(binary, args, cwd):
-    # Catch2 prints one name per line; `--list-test-names-only` ignores the guard flags.
-    out = subprocess.run([binary, *args, "--list-test-names-only"], cwd=cwd, capture_output=True,
-                         text=True, timeout=60)
+    """The test cases `args` (a test spec) selects, one name per line as Catch2 lists them."""
+    if catch2_major(binary) == 2:
+        listing = ["--list-test-names-only"]
+    else:
+        listing = ["--list-tests", "--verbosity", "quiet"]
+    out = subprocess.run([binary, *args, *listing], cwd=cwd, capture_output=True, text=True,
+                         timeout=60)
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -117,7 +129,7 @@ def main():
     entries = defaultdict(list)
     for t in tests:
         cmd = t.get("command") or []
-        if not cmd or not is_catch2_binary(cmd[0]):
+        if not cmd or catch2_major(cmd[0]) is None:
             continue
         cwd = build_dir
         for p in t.get("properties", []):
