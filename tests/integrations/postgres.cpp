@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -370,4 +371,39 @@ TEST_CASE("ConnectParams: a connection attempt to a server that never answers st
   REQUIRE(conn != nullptr);
   CHECK(PQstatus(conn.get()) != CONNECTION_OK);
   CHECK(PQstatus(conn.get()) != CONNECTION_BAD);  // half made: PQfinish closes it
+}
+
+// Cancellation races the end of a CancelScope, over and over: once the destructor has
+// returned, no cancel request from that scope may be in flight, so the query run right after
+// it must always succeed.
+TEST_CASE("CancelScope: no stale cancel request after the scope ends") {
+  if (skip_without_server()) return;
+  Server server;
+  Conn conn = connect(server);
+  std::minstd_rand rng(7);
+  const auto until = clock_type::now() + ctoken_test::stress_duration();
+  long rounds = 0;
+  long cancelled_inside = 0;
+  long failures = 0;
+  while (clock_type::now() < until || rounds < 20) {
+    ctoken::CancellationTokenSource source;
+    const auto delay = std::chrono::microseconds(rng() % 4000);
+    std::thread canceller([&source, delay] {
+      std::this_thread::sleep_for(delay);
+      source.Cancel();
+    });
+    {
+      ctoken::postgres::CancelScope scope(conn.get(), source.Token());
+      Result r(PQexec(conn.get(), "SELECT pg_sleep(0.002)"));
+      if (sqlstate(r.get()) == "57014") ++cancelled_inside;
+    }
+    canceller.join();  // the callback has run (or found the scope gone)
+    Result after(PQexec(conn.get(), "SELECT pg_sleep(0.005)"));
+    if (PQresultStatus(after.get()) != PGRES_TUPLES_OK) ++failures;
+    ++rounds;
+  }
+  INFO(rounds << " rounds, " << cancelled_inside << " cancelled inside the scope");
+  CHECK(cancelled_inside > 0);
+  CHECK(failures == 0);
+  check_usable(conn.get());
 }
