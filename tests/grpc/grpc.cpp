@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -375,4 +377,96 @@ TEST_CASE("synchronous API: Poll() turns the client's cancel into the token") {
   CHECK(status.error_code() == grpc::StatusCode::CANCELLED);
   server->Shutdown(std::chrono::system_clock::now() + 10s);  // waits for the handler to return
   CHECK(service.reason == ctoken::errc::canceled);
+}
+
+namespace {
+
+// Server streaming with the callback API: one write always outstanding, so a client that stops
+// reading and cancels leaves a write that only the cancellation ends.
+class StreamingHop final : public ctoken_hops::Hop::CallbackService {
+ public:
+  grpc::ServerWriteReactor<ctoken_hops::WorkReply>* Watch(grpc::CallbackServerContext* context,
+                                                          const ctoken_hops::WorkRequest*) override {
+    return new Ticker(context, *this);
+  }
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::error_code reason;  // the call token's reason, once it fired
+  bool done = false;       // OnDone ran
+
+ private:
+  class Ticker final : public ctoken::GrpcCancellableReactor<grpc::ServerWriteReactor<ctoken_hops::WorkReply>> {
+   public:
+    Ticker(grpc::CallbackServerContext* context, StreamingHop& service)
+        : GrpcCancellableReactor(context), service_(service) {
+      observed_ = Token().Register([this](std::error_code why) {
+        {
+          std::lock_guard<std::mutex> lock(service_.mutex);
+          service_.reason = why;
+        }
+        service_.changed.notify_all();
+      });
+      Next();
+    }
+    void OnWriteDone(bool ok) override {
+      const ctoken::CancellationToken token = Token();
+      if (!ok || token.IsCancellationRequested()) {
+        Finish(token.IsCancellationRequested() ? ctoken::GrpcStatusFor(token.Reason()) : grpc::Status::CANCELLED);
+        return;
+      }
+      Next();
+    }
+    void OnDone() override {
+      observed_.Dispose();
+      StreamingHop& service = service_;
+      delete this;
+      {
+        std::lock_guard<std::mutex> lock(service.mutex);
+        service.done = true;
+      }
+      service.changed.notify_all();
+    }
+
+   private:
+    void Next() {
+      reply_.set_trace("tick " + std::to_string(++ticks_));
+      StartWrite(&reply_);
+    }
+    StreamingHop& service_;
+    ctoken_hops::WorkReply reply_;
+    int ticks_ = 0;
+    ctoken::CancellationTokenRegistration observed_;
+  };
+};
+
+}  // namespace
+
+TEST_CASE("streaming: cancelling the client's token ends a server stream and fires its token") {
+  StreamingHop service;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  REQUIRE(server);
+  auto stub = ctoken_hops::Hop::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  ctoken::CancellationTokenSource source;
+  ctoken::GrpcClientContext call(source.Token());
+  ctoken_hops::WorkRequest request;
+  auto reader = stub->Watch(&call.Context(), request);
+  ctoken_hops::WorkReply reply;
+  int read = 0;
+  while (read < 5 && reader->Read(&reply)) ++read;
+  CHECK(read == 5);
+  source.Cancel();
+  while (reader->Read(&reply)) {
+  }
+  CHECK(reader->Finish().error_code() == grpc::StatusCode::CANCELLED);
+  std::unique_lock<std::mutex> lock(service.mutex);
+  CHECK(service.changed.wait_for(lock, 10s, [&] { return service.done; }));
+  CHECK(service.reason == ctoken::errc::canceled);
+  lock.unlock();
+  server->Shutdown(std::chrono::system_clock::now() + 5s);
 }
