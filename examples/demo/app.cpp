@@ -10,7 +10,11 @@ std::string request_id(const http::request& req) {
   return id;
 }
 
-app::app(output& out, services with) : out_(out), with_(std::move(with)) { with_.registry = &registry_; }
+app::app(output& out, services with) : out_(out), with_(std::move(with)) {
+  with_.registry = &registry_;
+  with_.own_port = &port_;
+  with_.out = &out_;
+}
 
 http::response app::handle(const http::request& req, const ctoken::CancellationToken& token) {
   auto done = std::make_shared<progress>();
@@ -23,6 +27,7 @@ http::response app::handle(const http::request& req, const ctoken::CancellationT
 }
 
 void app::listening(const std::string& bind, std::uint16_t port) {
+  port_.store(port, std::memory_order_release);  // pairs with the acquire load in /fetch
   out_.event("READY " + std::to_string(port));
   out_.log("listening on " + bind + ":" + std::to_string(port));
 }

@@ -4,6 +4,7 @@
 #ifndef CTOKEN_EXAMPLE_DEMO_APP_HPP
 #define CTOKEN_EXAMPLE_DEMO_APP_HPP
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,10 @@ class app : public http::observer {
 
  private:
   output& out_;
+  // The listening port, for /fetch's call to this server's own /slow. Stored once in
+  // listening() with release, read by handlers with acquire (a plain value: either order would
+  // do, but the pair documents the hand-over).
+  std::atomic<std::uint16_t> port_{0};
   services with_;
   request_registry registry_;
   std::mutex mutex_;

@@ -238,8 +238,25 @@ http::response handle_request(const http::request& req, const ctoken::Cancellati
   };
   // Every route of the demo, in one place: add yours here.
   static constexpr route routes[] = {
-      {"/", index},        {"/slow", slow}, {"/compute", compute}, {"/sleep", sleep}, {"/report", report},
-      {"/stream", stream}, {"/now", now},   {"/status", status},   {"/proxy", proxy},
+    {"/", index},
+    {"/slow", slow},
+    {"/compute", compute},
+    {"/sleep", sleep},
+    {"/report", report},
+    {"/stream", stream},
+    {"/now", now},
+    {"/status", status},
+    {"/proxy", proxy},
+  // The routes that work through a library (integrations.cpp), where it was found.
+#if CTOKEN_DEMO_HAVE_SQLITE
+    {"/sqlite", sqlite_query},
+#endif
+#if CTOKEN_DEMO_HAVE_POSTGRES
+    {"/postgres", postgres_query},
+#endif
+#if CTOKEN_DEMO_HAVE_CURL
+    {"/fetch", fetch},
+#endif
   };
   for (const route& r : routes) {
     if (req.path != r.path) continue;

@@ -1,11 +1,13 @@
 // The demo's application: its routes (/, /slow, /compute, /sleep, /report, /stream, /now,
-// /status, /proxy), listed in one table in handlers.cpp. A route sees the parsed request, the
+// /status, /proxy, and where built /sqlite, /postgres, /fetch), listed in one table in
+// handlers.cpp. A route sees the parsed request, the
 // request's CancellationToken, its progress counters and the demo's services; it returns a
 // response and never sees the socket, the watcher or the server (one-way flow: the watcher
 // cancels, the handler observes, the server writes and reports).
 #ifndef CTOKEN_EXAMPLE_DEMO_HANDLERS_HPP
 #define CTOKEN_EXAMPLE_DEMO_HANDLERS_HPP
 
+#include <atomic>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -13,6 +15,7 @@
 
 #include <ctoken/ctoken.hpp>
 
+#include "events.hpp"
 #include "http_parser.hpp"
 #include "request_registry.hpp"
 #include "response.hpp"
@@ -24,7 +27,20 @@ struct services {
   const request_registry* registry = nullptr;  // the recent requests, read-only (/status)
   std::string upstream_host = "127.0.0.1";     // /proxy's backend, a numeric address
   std::uint16_t upstream_port = 0;             // 0: no backend configured (/proxy answers 502)
+  std::string postgres;                        // /postgres's libpq connection string; empty: none (503)
+  // Set by demo::app: the port this server listens on (0 until it does; /fetch calls its own
+  // /slow there when no upstream is configured) and where CALL_ENDED events go.
+  const std::atomic<std::uint16_t>* own_port = nullptr;
+  output* out = nullptr;
 };
+
+// The routes that do their work in a library, each present only where the library was found
+// when the demo was configured (CMake defines these macros to 1):
+//   CTOKEN_DEMO_HAVE_SQLITE   /sqlite    a recursive query on an in-memory SQLite database
+//   CTOKEN_DEMO_HAVE_POSTGRES /postgres  SELECT pg_sleep() on the --postgres server
+//   CTOKEN_DEMO_HAVE_CURL     /fetch     an outgoing HTTP call (libcurl) to /slow upstream
+// "sqlite postgres curl" minus what was not built, space-separated; "" for none.
+const char* integrations_built() noexcept;
 
 // A query parameter that is present but not a valid value: answered 400, naming it.
 class bad_parameter : public std::invalid_argument {
@@ -66,6 +82,14 @@ class query_reader {
 
 // One unit of work done (done.steps + 1). Thread-safe, one atomic add.
 void step(progress& done) noexcept;
+
+// The routes in integrations.cpp (declared whether or not built; only built ones are listed).
+http::response sqlite_query(const route_args& a);
+http::response postgres_query(const route_args& a);
+http::response fetch(const route_args& a);
+
+// Writes "CALL_ENDED <id> <now ns> via=<via> result=<result>" to the events (see events.hpp).
+void call_ended(const route_args& a, const char* via, const std::string& result);
 
 // Runs the route for `req`. A route stops on its token by throwing
 // ctoken::OperationCanceledException (the server turns it into 499, 503 or 504). Unknown

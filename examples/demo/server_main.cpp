@@ -5,9 +5,13 @@
 //               [--write-timeout-ms N] [--drain-timeout-ms N] [--max-header-bytes N]
 //               [--max-body-bytes N] [--keepalive-idle-s N] [--keepalive-interval-s N]
 //               [--keepalive-count N] [--no-keepalive] [--upstream HOST:PORT]
+//               [--postgres CONNINFO]
 //
-// --upstream: the backend of /proxy, which calls GET /slow?<its query> there with the request's
-// own token (a numeric address; run a second http_server on that port).
+// --upstream: the backend of /proxy and /fetch, which call GET /slow?<their query> there with the
+// request's own token (a numeric address; run a second http_server on that port). Without it
+// /fetch calls this server's own /slow.
+// --postgres: the libpq connection string /postgres connects with, e.g.
+// "host=/var/run/postgresql dbname=postgres" (without it /postgres answers 503).
 //
 // SIGINT/SIGTERM: stop accepting, cancel in-flight requests (errc::shutdown → 503), drain, exit 0.
 #include <signal.h>
@@ -29,7 +33,7 @@ void usage() {
       "                   [--idle-timeout-ms N] [--write-timeout-ms N] [--drain-timeout-ms N]\n"
       "                   [--max-header-bytes N] [--max-body-bytes N] [--keepalive-idle-s N]\n"
       "                   [--keepalive-interval-s N] [--keepalive-count N] [--no-keepalive]\n"
-      "                   [--upstream HOST:PORT]\n",
+      "                   [--upstream HOST:PORT] [--postgres CONNINFO]\n",
       stderr);
 }
 
@@ -110,6 +114,12 @@ int main(int argc, char** argv) {
       }
       with.upstream_host = address.substr(0, colon);
       with.upstream_port = static_cast<std::uint16_t>(number("--upstream", address.c_str() + colon + 1, 1, 65535));
+    } else if (flag == "--postgres") {
+      with.postgres = value();
+      if (with.postgres.empty()) {
+        std::fputs("http_server: --postgres needs a libpq connection string\n", stderr);
+        return 2;
+      }
     } else if (flag == "--help" || flag == "-h") {
       usage();
       return 0;
