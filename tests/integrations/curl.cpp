@@ -147,6 +147,18 @@ TEST_CASE("curl: errors come back exactly as curl_easy_perform reports them") {
   CHECK(ctoken::curl::Perform(nullptr, ctoken::CancellationToken::None()) == CURLE_BAD_FUNCTION_ARGUMENT);
 }
 
+TEST_CASE("curl: a handle already in a multi handle of the caller is refused as curl_easy_perform refuses it") {
+  easy_handle easy;
+  easy.url("http://127.0.0.1:1/");
+  CURLM* theirs = curl_multi_init();
+  REQUIRE(curl_multi_add_handle(theirs, easy.h) == CURLM_OK);
+  const CURLcode bare = curl_easy_perform(easy.h);
+  CHECK(bare == CURLE_FAILED_INIT);
+  CHECK(ctoken::curl::Perform(easy.h, ctoken::CancellationToken::None()) == bare);
+  curl_multi_remove_handle(theirs, easy.h);
+  curl_multi_cleanup(theirs);
+}
+
 TEST_CASE("curl: an already-cancelled token returns at once and the server sees nothing") {
   curl_test::server ok(behaviour::answer);
   easy_handle easy;
