@@ -102,6 +102,10 @@ inline ::grpc::Status GrpcStatusFor(std::error_code reason) {
 /// steady state) and, with a deadline, two clock reads.
 class GrpcClientCancellation {
  public:
+  /// Applies token.Deadline() to `context` if earlier and registers the TryCancel() callback
+  /// (which runs before the constructor returns if the token is already cancelled). Call it
+  /// before the call starts. May throw std::bad_alloc (Register), or what the callback run
+  /// inline throws.
   GrpcClientCancellation(::grpc::ClientContext& context, const CancellationToken& token) : context_(&context) {
     if (const auto deadline = token.Deadline()) {
       if (const auto system = detail::grpc_to_system(*deadline)) {
@@ -200,6 +204,10 @@ class GrpcClientContext {
 /// Cost: one source (one allocation, two when linked), one armed deadline when the call has one.
 class GrpcServerCallCancellation {
  public:
+  /// Reads the call's deadline from `context`, creates the source (linked to `server_stopping`
+  /// when it can be cancelled: already cancelled means a token cancelled from the start) and
+  /// arms the deadline. Call it in the method handler. May throw std::bad_alloc, or
+  /// std::system_error if ctoken's timer thread cannot start (the first deadline of the process).
   explicit GrpcServerCallCancellation(const ::grpc::ServerContextBase& context,
                                       const CancellationToken& server_stopping = CancellationToken::None())
       : context_(&context),
@@ -272,6 +280,7 @@ class GrpcServerCallCancellation {
 template <class Reactor>
 class GrpcCancellableReactor : public Reactor {
  public:
+  /// `context` is the method handler's; `server_stopping` as for GrpcServerCallCancellation.
   explicit GrpcCancellableReactor(const ::grpc::CallbackServerContext* context,
                                   const CancellationToken& server_stopping = CancellationToken::None())
       : call_(*context, server_stopping) {}
