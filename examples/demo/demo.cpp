@@ -2,10 +2,15 @@
 // on an ephemeral loopback port, drives it with scripted clients over real sockets, and prints
 // what the server did with each request: its status, the cancellation reason, how many of the
 // handler's steps ran, and how long after the client left the request's token was cancelled.
-// Exits 1 if a scenario does not behave as labelled (ctest runs it).
+// Two clients leave while their request spends its time in a library: a database query
+// (/sqlite, or /postgres with --postgres) and an outgoing HTTP call (/fetch, to this server's
+// own /slow); their rows check that the query itself was interrupted and that the upstream
+// logged 499. Exits 1 if a scenario does not behave as labelled (ctest runs it).
 //
-//   demo                    the scenarios and the table (a few seconds)
-//   demo --serve [--port N] keeps the server up for a browser (the page at /), until Ctrl-C
+//   demo [--postgres CONNINFO]  the scenarios and the table (a few seconds); with --postgres the
+//                               database row runs SELECT pg_sleep(10) on that server
+//   demo --serve [--port N] [--postgres CONNINFO]
+//                               keeps the server up for a browser (the page at /), until Ctrl-C
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -61,15 +66,24 @@ class capture {
 
   // The signal_ns field of the CANCELLED event of request `id` (when its token was cancelled),
   // or 0 if there is none.
-  std::int64_t cancelled_signal_ns(std::uint64_t id) const {
-    const std::string prefix = "CANCELLED " + std::to_string(id) + " ";
+  std::int64_t cancelled_signal_ns(const std::string& id) const {
+    return std::atoll(field("CANCELLED", id, "signal_ns").c_str());
+  }
+
+  // The value of `name` (name=value) in the first `kind` event of request `id`; "<ns>" asks for
+  // the event's own timestamp. Empty if there is no such event or field.
+  std::string field(const std::string& kind, const std::string& id, const std::string& name) const {
+    const std::string prefix = kind + " " + id + " ";
     std::lock_guard<std::mutex> lock(mutex_);
     for (const std::string& line : lines_) {
       if (line.compare(0, prefix.size(), prefix) != 0) continue;
-      const std::size_t at = line.find("signal_ns=");
-      if (at != std::string::npos) return std::atoll(line.c_str() + at + 10);
+      if (name == "<ns>") return line.substr(prefix.size(), line.find(' ', prefix.size()) - prefix.size());
+      const std::size_t at = line.find(" " + name + "=");
+      if (at == std::string::npos) return std::string();
+      const std::size_t from = at + name.size() + 2;
+      return line.substr(from, line.find(' ', from) - from);
     }
-    return 0;
+    return std::string();
   }
 
   void print(std::FILE* to) const {
@@ -197,21 +211,27 @@ struct expectation {
   bool timed;          // a disconnect (or shutdown) time is measured: cancellation must follow it
 };
 
+// What a row checks beyond the request itself: the library call it was spending its time in.
+enum class spends { handler, database, outgoing_call };
+
 struct row {
   std::string scenario;
   std::uint64_t id = 0;
   expectation expected;
+  spends in = spends::handler;
   std::string client{};           // what the client got: statuses, "closed" (no answer), "-" (it left)
   std::int64_t left_ns = 0;       // when the client left (or the shutdown began), CLOCK_MONOTONIC
   demo::request_record server{};  // the server's view, from its registry
   std::int64_t signal_ns = 0;     // when the request's token was cancelled (CANCELLED event)
   std::string failure{};          // empty: behaved as labelled
+  std::string evidence{};         // the library call's end, for the "as labelled" column
 };
 
 struct context {
   demo::server& server;
   std::uint16_t port;
   capture& events;
+  bool postgres;  // the database row queries PostgreSQL (--postgres), else SQLite
 };
 
 std::string join_statuses(const std::vector<int>& statuses) {
@@ -224,19 +244,61 @@ std::string join_statuses(const std::vector<int>& statuses) {
 }
 
 // Waits for the server to finish request `id` (its registry says done or cancelled).
-demo::request_record finished(const context& ctx, std::uint64_t id) {
+demo::request_record finished(const context& ctx, const std::string& id) {
   const auto deadline = steady::now() + 10s;
   for (;;) {
-    demo::request_record r = ctx.server.registry().get(std::to_string(id));
+    demo::request_record r = ctx.server.registry().get(id);
     if (r.state == demo::request_state::done || r.state == demo::request_state::cancelled) return r;
     if (steady::now() >= deadline) return r;
     std::this_thread::sleep_for(2ms);
   }
 }
+demo::request_record finished(const context& ctx, std::uint64_t id) { return finished(ctx, std::to_string(id)); }
+
+std::string ms_text(std::int64_t ns) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f", static_cast<double>(ns) / 1e6);
+  return text;
+}
+
+// The rows whose request spent its time in a library: the call itself must have ended early,
+// promptly after the client left (the CALL_ENDED event, written when the library returned) and,
+// for the outgoing call, the upstream must have seen its own client leave (its 499).
+void judge_call(const context& ctx, row& r, std::ostringstream& why) {
+  const std::string id = std::to_string(r.id);
+  const std::string result = ctx.events.field("CALL_ENDED", id, "result");
+  const std::int64_t ended_ns = std::atoll(ctx.events.field("CALL_ENDED", id, "<ns>").c_str());
+  const std::int64_t after = ended_ns - r.left_ns;
+  if (r.in == spends::database) {
+    const char* expected = ctx.postgres ? "canceled_57014" : "interrupted";
+    if (result != expected) why << "the query ended with '" << result << "', not " << expected << "; ";
+    if (ended_ns == 0 || after < 0 || after > kMaxLatencyNs) why << "the query ended " << after << " ns after; ";
+    if (why.tellp() == 0)
+      r.evidence = std::string(ctx.postgres ? "query cancelled (57014) " : "query interrupted ") + ms_text(after) +
+                   " ms after the close";
+    return;
+  }
+  if (result != "aborted") why << "the call ended with '" << result << "', not aborted; ";
+  const std::string up = id + ".up";
+  const demo::request_record upstream = finished(ctx, up);
+  const std::int64_t up_signal = ctx.events.cancelled_signal_ns(up);
+  const std::int64_t up_after = up_signal - r.left_ns;
+  if (upstream.state != demo::request_state::cancelled || upstream.status != 499 ||
+      upstream.reason != "client_disconnected") {
+    why << "upstream " << demo::state_name(upstream.state) << " " << upstream.status << " '" << upstream.reason
+        << "'; ";
+  }
+  if (upstream.total == 0 || upstream.steps == upstream.total) {
+    why << "upstream steps " << upstream.steps << "/" << upstream.total << "; ";
+  }
+  if (up_signal == 0 || up_after < 0 || up_after > kMaxLatencyNs)
+    why << "upstream cancelled " << up_after << " ns after; ";
+  if (why.tellp() == 0) r.evidence = "upstream 499, cancelled " + ms_text(up_after) + " ms after the close";
+}
 
 void judge(const context& ctx, row& r) {
   r.server = finished(ctx, r.id);
-  r.signal_ns = ctx.events.cancelled_signal_ns(r.id);
+  r.signal_ns = ctx.events.cancelled_signal_ns(std::to_string(r.id));
   const expectation& e = r.expected;
   std::ostringstream why;
   if (r.server.state != e.state) why << "state " << demo::state_name(r.server.state) << "; ";
@@ -248,6 +310,7 @@ void judge(const context& ctx, row& r) {
     const std::int64_t latency = r.signal_ns - r.left_ns;
     if (r.signal_ns == 0 || latency < 0 || latency > kMaxLatencyNs) why << "cancelled " << latency << " ns after; ";
   }
+  if (r.in != spends::handler) judge_call(ctx, r, why);
   r.failure = why.str();
   if (!r.failure.empty()) r.failure.resize(r.failure.size() - 2);  // the last "; "
 }
@@ -317,6 +380,37 @@ row deadline(const context& ctx) {
   return r;
 }
 
+// A client that leaves (FIN) 300 ms into a request spending its time in a library call.
+row leaves_during_call(const context& ctx, row r, const std::string& target) {
+  connection c(ctx.port);
+  c.send("GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  std::this_thread::sleep_for(kLeaveAfter);
+  r.left_ns = c.close_fin();
+  r.client = "-";
+  return r;
+}
+
+constexpr demo::request_state kCancelled = demo::request_state::cancelled;
+
+row database_query(const context& ctx) {
+  // SQLite: sums 10^8 rows with a recursive CTE (a minute of work); PostgreSQL: 10 s of pg_sleep.
+  row r{ctx.postgres ? "leaves during a PostgreSQL query" : "leaves during an SQLite query",
+        9,
+        {kCancelled, 499, "client_disconnected", false, true},
+        spends::database};
+  return leaves_during_call(ctx, r, ctx.postgres ? "/postgres?id=9&ms=10000" : "/sqlite?id=9&rows=100000000");
+}
+
+row outgoing_call(const context& ctx) {
+  // /fetch calls this server's own /slow (ten 100 ms steps) with libcurl: the upstream is request 10.up.
+  row r{"leaves during an outgoing call",
+        10,
+        {kCancelled, 499, "client_disconnected", false, true},
+        spends::outgoing_call};
+  return leaves_during_call(ctx, r,
+                            "/fetch?id=10&steps=" + std::to_string(kSteps) + "&step_us=" + std::to_string(kStepUs));
+}
+
 row shutdown(const context& ctx) {
   row r{"shutdown with a request in flight", 8, {demo::request_state::cancelled, 503, "shutdown", false, true}};
   connection c(ctx.port);
@@ -354,24 +448,34 @@ void print_table(const std::vector<row>& rows) {
     line({r.scenario, r.client, r.server.status == 0 ? "-" : std::to_string(r.server.status),
           r.server.reason.empty() ? "-" : r.server.reason,
           std::to_string(r.server.steps) + "/" + std::to_string(r.server.total), latency,
-          r.failure.empty() ? "yes" : "NO: " + r.failure});
+          r.failure.empty() ? (r.evidence.empty() ? "yes" : "yes: " + r.evidence) : "NO: " + r.failure});
   }
 }
 
-int run_demo() {
+int run_demo(const std::string& postgres) {
   capture events;
   capture log;
   demo::output out(events.sink(), log.sink());
   http::server_config config;
   config.port = 0;  // ephemeral
   config.request_timeout = kRequestTimeout;
-  demo::server server(config, out);
+  demo::services with;
+  with.postgres = postgres;
+  demo::server server(config, out, with);
   const std::uint16_t port = server.start();
-  const context ctx{server, port, events};
+  const context ctx{server, port, events, !postgres.empty()};
+  const std::string built = demo::integrations_built();
+  const bool database = ctx.postgres || built.find("sqlite") != std::string::npos;
+  const bool outgoing = built.find("curl") != std::string::npos;
   std::printf("ctoken demo: the example HTTP server on 127.0.0.1:%u, request deadline %lld ms;\n", port,
               static_cast<long long>(kRequestTimeout.count()));
-  std::printf("each client asks for GET /slow (%d steps of %d ms, the token checked between steps)\n\n", kSteps,
+  std::printf("each client asks for GET /slow (%d steps of %d ms, the token checked between steps),\n", kSteps,
               kStepUs / 1000);
+  std::printf(
+      "except the two that leave during a library call: %s\n"
+      "and an outgoing call (/fetch: libcurl to this server's own /slow, as request 10.up)\n\n",
+      ctx.postgres ? "a PostgreSQL query (/postgres: SELECT pg_sleep(10))"
+                   : "an SQLite query (/sqlite: a recursive CTE of 10^8 rows, in memory)");
   const auto began = steady::now();
 
   // The clients run at the same time; the shutdown comes last (it stops the server).
@@ -385,6 +489,8 @@ int run_demo() {
   running.push_back(one(half_closes));
   running.push_back(std::async(std::launch::async, [&ctx] { return pipelined(ctx); }));
   running.push_back(one(deadline));
+  if (database) running.push_back(one(database_query));
+  if (outgoing) running.push_back(one(outgoing_call));
   std::vector<row> rows;
   for (auto& f : running) {
     for (row& r : f.get()) rows.push_back(std::move(r));
@@ -403,7 +509,12 @@ int run_demo() {
       "\ndisconnect→cancel: from the client's close() or shutdown() (the server's request_shutdown() on\n"
       "the last row) to the moment the request's token was cancelled, both CLOCK_MONOTONIC. The\n"
       "half-closing client leaves before the server has even started its request: its figure includes\n"
-      "reading it. 499 is logged, never sent: nobody is listening. The steps not run are work saved.\n");
+      "reading it. 499 is logged, never sent: nobody is listening. The steps not run are work saved.\n"
+      "On the two rows that leave during a library call, \"as labelled\" also checks the call itself:\n"
+      "the query returned interrupted (or the upstream logged 499), timed from the close to that moment.\n");
+  if (!database) std::printf("(no database row: the demo was built without SQLite; apt-get install libsqlite3-dev)\n");
+  if (!outgoing)
+    std::printf("(no outgoing-call row: the demo was built without libcurl; apt-get install libcurl4-openssl-dev)\n");
   const auto failed = std::count_if(rows.begin(), rows.end(), [](const row& r) { return !r.failure.empty(); });
   if (failed != 0) {
     std::printf("\nFAILED: %ld scenario(s) did not behave as labelled. The server's events and log:\n",
@@ -416,7 +527,7 @@ int run_demo() {
   return 0;
 }
 
-int serve(std::uint16_t port) {
+int serve(std::uint16_t port, const std::string& postgres) {
   // Signals are taken by sigwait() on this thread: block them before the server's threads start.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
@@ -429,7 +540,9 @@ int serve(std::uint16_t port) {
   demo::output out(demo::output::sink(), demo::output::stderr_sink());
   http::server_config config;
   config.port = port;
-  demo::server server(config, out);
+  demo::services with;
+  with.postgres = postgres;
+  demo::server server(config, out, with);
   const std::uint16_t actual = server.start();
   std::printf(
       "open http://127.0.0.1:%u/ in a browser: Start, then Cancel (or close the tab).\n"
@@ -449,6 +562,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   bool serving = false;
   long port = 0;
+  std::string postgres;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--serve") {
@@ -460,13 +574,19 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "demo: --port needs a number in [0, 65535]\n");
         return 2;
       }
+    } else if (arg == "--postgres" && i + 1 < argc) {
+      postgres = argv[++i];
+      if (postgres.empty() || std::string(demo::integrations_built()).find("postgres") == std::string::npos) {
+        std::fprintf(stderr, "demo: --postgres needs a connection string and a demo built with libpq\n");
+        return 2;
+      }
     } else {
-      std::fprintf(stderr, "usage: demo [--serve [--port N]]\n");
+      std::fprintf(stderr, "usage: demo [--serve [--port N]] [--postgres CONNINFO]\n");
       return arg == "--help" || arg == "-h" ? 0 : 2;
     }
   }
   try {
-    return serving ? serve(static_cast<std::uint16_t>(port)) : run_demo();
+    return serving ? serve(static_cast<std::uint16_t>(port), postgres) : run_demo(postgres);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "demo: %s\n", e.what());
     return 1;
