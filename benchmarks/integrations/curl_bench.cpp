@@ -41,6 +41,14 @@
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+
+// Set when a row reports an error, so the smoke test fails instead of passing quietly (Google
+// Benchmark exits 0 after SkipWithError).
+bool g_failed = false;
+void fail(benchmark::State& state, const char* why) {
+  g_failed = true;
+  state.SkipWithError(why);
+}
 using curl_test::behaviour;
 int g_samples = 200;
 
@@ -73,11 +81,11 @@ void keepalive(benchmark::State& state, bool with_token) {
   for (auto _ : state) {
     const CURLcode rc = with_token ? ctoken::curl::Perform(h, token) : curl_easy_perform(h);
     if (rc != CURLE_OK) {
-      state.SkipWithError(curl_easy_strerror(rc));
+      fail(state, curl_easy_strerror(rc));
       break;
     }
   }
-  if (ok.accepted() > 1) state.SkipWithError("the connection was not kept alive");
+  if (ok.accepted() > 1) fail(state, "the connection was not kept alive");
   curl_easy_cleanup(h);
 }
 
@@ -95,7 +103,7 @@ void keepalive_interleaved(benchmark::State& state) {
   std::vector<double> bare_us, ours_us, ratio;
   for (auto _ : state) {
     if (curl_easy_perform(bare) != CURLE_OK || ctoken::curl::Perform(ours, token) != CURLE_OK) {
-      state.SkipWithError("warm-up request failed");
+      fail(state, "warm-up request failed");
       break;
     }
     for (int r = 0; r < rounds; ++r) {
@@ -109,7 +117,7 @@ void keepalive_interleaved(benchmark::State& state) {
       ratio.push_back(ours_us.back() / bare_us.back());
     }
   }
-  if (ok.accepted() != 2) state.SkipWithError("the connections were not kept alive");
+  if (ok.accepted() != 2) fail(state, "the connections were not kept alive");
   if (!ratio.empty()) {
     state.counters["bare_us"] = percentile(bare_us, 0.5);
     state.counters["ctoken_us"] = percentile(ours_us, 0.5);
@@ -169,7 +177,7 @@ void cancel_latency(benchmark::State& state, phase which) {
       curl_slist_free_all(headers);
       if (which == phase::sending) peer.drain();
       if (rc != CURLE_ABORTED_BY_CALLBACK) {
-        state.SkipWithError(curl_easy_strerror(rc));
+        fail(state, curl_easy_strerror(rc));
         return;
       }
       const auto at = clock_type::time_point(clock_type::duration(cancelled_at.load(std::memory_order_acquire)));
@@ -225,5 +233,5 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   ctoken::curl::ReleaseThreadResources();
   curl_global_cleanup();
-  return 0;
+  return g_failed ? 1 : 0;
 }

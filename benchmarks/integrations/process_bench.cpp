@@ -33,6 +33,14 @@ extern "C" char** environ;
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+
+// Set when a row reports an error, so the smoke test fails instead of passing quietly (Google
+// Benchmark exits 0 after SkipWithError).
+bool g_failed = false;
+void fail(benchmark::State& state, const char* why) {
+  g_failed = true;
+  state.SkipWithError(why);
+}
 namespace proc = ctoken::process;
 int g_samples = 100;
 
@@ -58,7 +66,7 @@ bool ctoken_once(const ctoken::CancellationToken& token) {
 void spawn_wait_bare(benchmark::State& state) {
   for (auto _ : state) {
     if (!bare_once()) {
-      state.SkipWithError("posix_spawnp failed");
+      fail(state, "posix_spawnp failed");
       break;
     }
   }
@@ -69,7 +77,7 @@ void spawn_wait_ctoken(benchmark::State& state) {
   const ctoken::CancellationToken token = source.Token();
   for (auto _ : state) {
     if (!ctoken_once(token)) {
-      state.SkipWithError("Run failed");
+      fail(state, "Run failed");
       break;
     }
   }
@@ -93,11 +101,11 @@ void spawn_wait_interleaved(benchmark::State& state) {
     for (int r = 0; r < rounds; ++r) {
       const auto t0 = clock_type::now();
       for (int i = 0; i < kPerRound; ++i) {
-        if (!bare_once()) return state.SkipWithError("posix_spawnp failed");
+        if (!bare_once()) return fail(state, "posix_spawnp failed");
       }
       const auto t1 = clock_type::now();
       for (int i = 0; i < kPerRound; ++i) {
-        if (!ctoken_once(token)) return state.SkipWithError("Run failed");
+        if (!ctoken_once(token)) return fail(state, "Run failed");
       }
       const auto t2 = clock_type::now();
       bare_us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count() / kPerRound);
@@ -123,7 +131,7 @@ void cancel_reaped(benchmark::State& state, how which) {
       std::error_code ec;
       proc::Child child = proc::Child::Start(which == how::sigkill ? stubborn : cooperative, ec);
       if (ec) {
-        state.SkipWithError("Start failed");
+        fail(state, "Start failed");
         break;
       }
       ctoken::CancellationTokenSource source;
@@ -139,7 +147,7 @@ void cancel_reaped(benchmark::State& state, how which) {
       const auto returned = clock_type::now();
       canceller.join();
       if (ec || !exit.Canceled) {
-        state.SkipWithError("the child was not stopped by the token");
+        fail(state, "the child was not stopped by the token");
         break;
       }
       const auto at = clock_type::time_point(clock_type::duration(cancelled_at.load(std::memory_order_acquire)));
@@ -188,5 +196,5 @@ int main(int argc, char** argv) {
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  return 0;
+  return g_failed ? 1 : 0;
 }
