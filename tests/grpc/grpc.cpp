@@ -241,6 +241,20 @@ TEST_CASE("server: shutdown stops the calls in flight with reason shutdown (UNAV
   CHECK(!chain.events.WaitFor("A", "stop", done, 10s).reason);
 }
 
+TEST_CASE("server: a call that arrives after the stopping token fired is answered UNAVAILABLE at once") {
+  Chain chain;
+  chain.stopping_b.Cancel(ctoken::errc::shutdown);  // B still listens: Shutdown() comes later
+  ctoken::CancellationTokenSource source;
+  const auto begin = Clock::now();
+  const grpc::Status status = chain.Call("late", 20000, source.Token());
+  CHECK(Clock::now() - begin < 5s);
+  // B's reactor finished the call from its constructor (the token was cancelled from the start),
+  // before gRPC had bound it: gRPC keeps such a Finish until it binds the reactor.
+  CHECK(status.error_code() == grpc::StatusCode::UNAVAILABLE);
+  CHECK(chain.events.WaitFor("B", "late", done, 10s).reason == ctoken::errc::shutdown);
+  CHECK(ctoken_test::eventually([&] { return chain.Settled(); }));
+}
+
 TEST_CASE("connection drop: killing the client's process stops A and B") {
   Chain chain;
   const std::string program = CTOKEN_GRPC_TEST_CLIENT;
