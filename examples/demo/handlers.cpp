@@ -183,9 +183,21 @@ http::response stream(const route_args& a) {
 // /now: the server's CLOCK_MONOTONIC in ns, so a client on the same machine can compare.
 http::response now(const route_args&) { return http::response::text(200, std::to_string(http::monotonic_ns()) + "\n"); }
 
-// /: the demo page (Start and Cancel buttons: fetch + AbortController).
-http::response index(const route_args&) {
-  return http::response::text(200, std::string(demo_page()), "text/html; charset=utf-8");
+// /: the demo page (a route to run, Start and Cancel buttons: fetch + AbortController). Its
+// route list offers what this server can run: /slow, and the library routes that were built
+// (/postgres only when a server was given with --postgres).
+http::response index(const route_args& a) {
+  std::string options = "<option value=\"slow\">/slow</option>";
+  const std::string built = integrations_built();
+  if (built.find("sqlite") != std::string::npos) options += "<option value=\"sqlite\">/sqlite</option>";
+  if (built.find("postgres") != std::string::npos && !a.with.postgres.empty()) {
+    options += "<option value=\"postgres\">/postgres</option>";
+  }
+  if (built.find("curl") != std::string::npos) options += "<option value=\"fetch\">/fetch</option>";
+  std::string page(demo_page());
+  const std::string_view marker = "<!--ROUTE_OPTIONS-->";
+  if (const std::size_t at = page.find(marker); at != std::string::npos) page.replace(at, marker.size(), options);
+  return http::response::text(200, page, "text/html; charset=utf-8");
 }
 
 // /status?id=N: the server's view of request N as JSON (running with its steps so far, done or
