@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing ctoken needs on Debian/Ubuntu, skipping what is present.
 # Run as root (or with sudo). Usage: scripts/install-deps.sh [--all]
-#   default: the compiler, CMake, Ninja and Catch2 for `cmake --workflow --preset default`
+#   default: the compiler, CMake, Ninja and Catch2 for `cmake --workflow --preset default`, and
+#            SQLite, libcurl and pkg-config for the demo's database and outgoing-call rows
 #   --all:   also clang (with its sanitizer runtimes), Google Benchmark, Asio and pkg-config for
 #            the other presets and the benchmarks, Go (golang-go: the disconnect benchmark's
 #            reference server), gnuplot (gnuplot-nox: the plots of scripts/perf-report.sh), and
@@ -14,9 +15,9 @@ cd "$(dirname "$0")/.."
 all=false
 [[ "${1:-}" == "--all" ]] && all=true
 
-packages=(g++ cmake ninja-build catch2)
+packages=(g++ cmake ninja-build catch2 pkg-config libsqlite3-dev libcurl4-openssl-dev)
 if $all; then
-  packages+=(clang libclang-rt-14-dev libbenchmark-dev libasio-dev libcurl4-openssl-dev pkg-config chromium golang-go gnuplot-nox libsqlite3-dev libpq-dev postgresql libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev)
+  packages+=(clang libclang-rt-14-dev libbenchmark-dev libasio-dev chromium golang-go gnuplot-nox libpq-dev postgresql libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev)
 fi
 
 missing=()
