@@ -192,7 +192,9 @@ class GrpcClientContext {
 ///   connection drop cannot be told from a cancel (both mean "the client is gone");
 /// - synchronous API: gRPC offers only polling (ServerContext::IsCancelled()). Call Poll()
 ///   between steps of the handler: it cancels the source if gRPC says the call is cancelled.
-///   Deadline and shutdown need no polling: they cancel the source by themselves.
+///   Deadline and shutdown need no polling: they cancel the source by themselves;
+/// - asynchronous (completion-queue) API: request ServerContext::AsyncNotifyWhenDone() before
+///   the call starts, and call NotifyCancelled() when its tag arrives with IsCancelled() true.
 ///
 /// Thread-safety: every member may be called from any thread. Callbacks registered on Token()
 /// run on the thread that cancels: a gRPC callback thread (OnCancel), ctoken's timer thread
@@ -201,7 +203,8 @@ class GrpcClientContext {
 /// Lifetime: the context must outlive this object. Destroying it while a callback runs on
 /// another thread is safe for the source itself; registrations you made on Token() must be
 /// disposed before what they touch dies (their destructor waits for a running callback).
-/// Cost: one source (one allocation, two when linked), one armed deadline when the call has one.
+/// Cost: one source (a linked one when `server_stopping` is given) and, when the call has a
+/// deadline, one armed CancelAfter.
 class GrpcServerCallCancellation {
  public:
   /// Reads the call's deadline from `context`, creates the source (linked to `server_stopping`
