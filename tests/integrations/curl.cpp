@@ -406,3 +406,37 @@ TEST_CASE("curl: resolving in namespaces of its own (run by the resolving test)"
   check_reusable(easy);
   ::close(dns);
 }
+
+TEST_CASE("curl: cancellations racing transfers that complete leave every result and the handle sound") {
+  curl_test::server ok(behaviour::answer);
+  easy_handle easy;
+  easy.url(ok.url());
+  int completed = 0;
+  int aborted = 0;
+  const auto until = steady::now() + ctoken_test::stress_duration();
+  for (unsigned i = 0; steady::now() < until || i < 50; ++i) {
+    ctoken::CancellationTokenSource source;
+    const auto delay = std::chrono::microseconds((i * 37u) % 300u);  // around one request's time
+    std::thread canceller([&source, delay] {
+      std::this_thread::sleep_for(delay);
+      source.Cancel();
+    });
+    easy.body.clear();
+    std::error_code why;
+    const CURLcode rc = ctoken::curl::Perform(easy.h, source.Token(), why);
+    canceller.join();
+    if (rc == CURLE_OK) {
+      ++completed;
+      CHECK(easy.body == "ok");
+      CHECK(!why);
+    } else {
+      ++aborted;
+      INFO("curl said: " << curl_easy_strerror(rc));
+      REQUIRE(rc == CURLE_ABORTED_BY_CALLBACK);
+      CHECK(why == ctoken::errc::canceled);
+    }
+  }
+  INFO("completed " << completed << ", aborted " << aborted);
+  CHECK(aborted > 0);
+  check_reusable(easy);
+}

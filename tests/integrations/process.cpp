@@ -316,3 +316,36 @@ TEST_CASE("process: one Cancel stops children waited for on several threads") {
   CHECK(steady::now() - t0 < kSlack);
   CHECK(stopped.load(std::memory_order_acquire) == kThreads);
 }
+
+TEST_CASE("process: cancellations racing children that exit by themselves are reported either way") {
+  hygiene h;
+  int exited = 0;
+  int stopped = 0;
+  const auto until = steady::now() + ctoken_test::stress_duration();
+  for (unsigned i = 0; steady::now() < until || i < 30; ++i) {
+    ctoken::CancellationTokenSource source;
+    proc::Child child = start({"true"});
+    const auto delay = std::chrono::microseconds((i * 53u) % 1500u);  // around a child's life
+    std::thread canceller([&source, delay] {
+      std::this_thread::sleep_for(delay);
+      source.Cancel();
+    });
+    proc::Exit exit;
+    const std::error_code ec = child.Wait(source.Token(), milliseconds(500), exit);
+    canceller.join();
+    REQUIRE(!ec);
+    CHECK(child.Id() == -1);
+    if (exit.Exited) {
+      ++exited;
+      CHECK(exit.Code == 0);  // `true`, whether or not the SIGTERM came too late to matter
+    } else {
+      ++stopped;
+      CHECK(exit.Canceled);
+      CHECK(exit.Signal == SIGTERM);
+      CHECK(exit.Reason == ctoken::errc::canceled);
+    }
+    CHECK(!exit.Killed);
+  }
+  INFO("exited " << exited << ", stopped " << stopped);
+  CHECK(exited + stopped >= 30);
+}
