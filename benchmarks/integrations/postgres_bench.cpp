@@ -11,7 +11,12 @@
 // Latency rows: SELECT pg_sleep(30) cancelled from another thread 20 ms after it was sent;
 // Cancel() to the call returning (SQLSTATE 57014), over N samples (--samples, default 50), as
 // counters p50_us, p99_us, max_us:
-//   cancel_latency/bare    PQexec, and another thread calling PQcancel itself: the libpq floor
+//   cancel_latency/bare    PQexec, and another thread calling PQcancel itself: the libpq floor.
+//                          PQexec may return before that PQcancel has (libpq's PQcancel waits
+//                          until the server has closed the cancel connection, so that the
+//                          request cannot hit a later query); settled_p50_us / settled_p99_us
+//                          stop the clock when both have returned, which is when ctoken's
+//                          calls return (CancelScope's destructor and Exec wait for PQcancel)
 //   cancel_latency/scope   PQexec under a CancelScope (the cancelling thread runs PQcancel)
 //   cancel_latency/exec    Exec (the caller's thread wakes, sends the cancel, drains)
 #include <ctoken/ctoken.hpp>
@@ -149,11 +154,14 @@ void cancel_latency(benchmark::State& state, Form form) {
     return;
   }
   std::vector<double> samples_us;
+  std::vector<double> settled_us;  // bare only: until its PQcancel has returned as well
   for (auto _ : state) {
     samples_us.clear();
+    settled_us.clear();
     for (int i = 0; i < g_samples; ++i) {
       ctoken::CancellationTokenSource source;
       clock_type::time_point cancelled_at;
+      clock_type::time_point cancel_returned;
       PGcancel* bare_cancel = form == Form::bare ? PQgetCancel(conn.c) : nullptr;
       std::thread canceller([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -161,6 +169,7 @@ void cancel_latency(benchmark::State& state, Form form) {
         if (bare_cancel != nullptr) {
           char errbuf[256];
           PQcancel(bare_cancel, errbuf, static_cast<int>(sizeof errbuf));
+          cancel_returned = clock_type::now();
         } else {
           source.Cancel();
         }
@@ -185,6 +194,10 @@ void cancel_latency(benchmark::State& state, Form form) {
         break;
       }
       samples_us.push_back(std::chrono::duration<double, std::micro>(returned - cancelled_at).count());
+      if (form == Form::bare) {
+        const auto settled = std::max(returned, cancel_returned);
+        settled_us.push_back(std::chrono::duration<double, std::micro>(settled - cancelled_at).count());
+      }
     }
   }
   if (!samples_us.empty()) {
@@ -192,6 +205,10 @@ void cancel_latency(benchmark::State& state, Form form) {
     state.counters["p99_us"] = percentile(samples_us, 0.99);
     state.counters["max_us"] = percentile(samples_us, 1.0);
     state.counters["samples"] = static_cast<double>(samples_us.size());
+  }
+  if (!settled_us.empty()) {
+    state.counters["settled_p50_us"] = percentile(settled_us, 0.50);
+    state.counters["settled_p99_us"] = percentile(settled_us, 0.99);
   }
 }
 
