@@ -471,11 +471,18 @@ int run_demo(const std::string& postgres) {
               static_cast<long long>(kRequestTimeout.count()));
   std::printf("each client asks for GET /slow (%d steps of %d ms, the token checked between steps),\n", kSteps,
               kStepUs / 1000);
-  std::printf(
-      "except the two that leave during a library call: %s\n"
-      "and an outgoing call (/fetch: libcurl to this server's own /slow, as request 10.up)\n\n",
-      ctx.postgres ? "a PostgreSQL query (/postgres: SELECT pg_sleep(10))"
-                   : "an SQLite query (/sqlite: a recursive CTE of 10^8 rows, in memory)");
+  // The rows that leave during a library call, where the demo was built with the library.
+  std::string calls;
+  if (database) {
+    calls += ctx.postgres ? "a PostgreSQL query (/postgres: SELECT pg_sleep(10))"
+                          : "an SQLite query (/sqlite: a recursive CTE of 10^8 rows, in memory)";
+  }
+  if (outgoing) {
+    calls += database ? "\nand " : "";
+    calls += "an outgoing call (/fetch: libcurl to this server's own /slow, as request 10.up)";
+  }
+  if (!calls.empty()) std::printf("except those that leave during a library call: %s\n", calls.c_str());
+  std::printf("\n");
   const auto began = steady::now();
 
   // The clients run at the same time; the shutdown comes last (it stops the server).
@@ -509,9 +516,12 @@ int run_demo(const std::string& postgres) {
       "\ndisconnect→cancel: from the client's close() or shutdown() (the server's request_shutdown() on\n"
       "the last row) to the moment the request's token was cancelled, both CLOCK_MONOTONIC. The\n"
       "half-closing client leaves before the server has even started its request: its figure includes\n"
-      "reading it. 499 is logged, never sent: nobody is listening. The steps not run are work saved.\n"
-      "On the two rows that leave during a library call, \"as labelled\" also checks the call itself:\n"
-      "the query returned interrupted (or the upstream logged 499), timed from the close to that moment.\n");
+      "reading it. 499 is logged, never sent: nobody is listening. The steps not run are work saved.\n");
+  if (!calls.empty()) {
+    std::printf(
+        "On the rows that leave during a library call, \"as labelled\" also checks the call itself:\n"
+        "the query returned interrupted (or the upstream logged 499), timed from the close to that moment.\n");
+  }
   if (!database) std::printf("(no database row: the demo was built without SQLite; apt-get install libsqlite3-dev)\n");
   if (!outgoing)
     std::printf("(no outgoing-call row: the demo was built without libcurl; apt-get install libcurl4-openssl-dev)\n");
