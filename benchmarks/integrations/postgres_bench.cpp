@@ -8,6 +8,9 @@
 // Rows (the token never cancelled), each against "select1/bare" = PQexec("SELECT 1"):
 //   select1/scope   a CancelScope made and destroyed around the PQexec
 //   select1/exec    ctoken::postgres::Exec (PQsendQuery + poll on the socket and a CancellationFd)
+//   select1/interleaved  the three in alternating rounds of 100 queries (40 rounds, fewer with a
+//                   small --samples): counters bare_us, scope_us, exec_us per query (medians
+//                   over the rounds) and scope_ratio, exec_ratio
 // Latency rows: SELECT pg_sleep(30) cancelled from another thread 20 ms after it was sent;
 // Cancel() to the call returning (SQLSTATE 57014), over N samples (--samples, default 50), as
 // counters p50_us, p99_us, max_us:
@@ -48,6 +51,7 @@ void fail(benchmark::State& state, const char* why) {
   state.SkipWithError(why);
 }
 int g_samples = 50;
+int g_rounds = 40;  // of select1/interleaved
 std::string g_conninfo;
 
 int sh(const std::string& command) { return std::system(command.c_str()); }
@@ -111,6 +115,12 @@ bool tuples_ok(PGresult* r) {
 
 enum class Form { bare, scope, exec };
 
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
 void select1(benchmark::State& state, Form form) {
   Conn conn;
   if (!conn.ok()) {
@@ -141,10 +151,46 @@ void select1(benchmark::State& state, Form form) {
   }
 }
 
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
+// The three forms in alternating rounds of 100 queries on one connection, so that all three
+// see the same load; medians over the rounds of the time per query, and their ratios.
+void select1_interleaved(benchmark::State& state) {
+  Conn conn;
+  if (!conn.ok()) {
+    fail(state, PQerrorMessage(conn.c));
+    return;
+  }
+  ctoken::CancellationTokenSource source;
+  const ctoken::CancellationToken token = source.Token();
+  constexpr int kPerRound = 100;
+  std::vector<double> per_query[3];
+  const Form forms[3] = {Form::bare, Form::scope, Form::exec};
+  for (auto _ : state) {
+    for (int f = 0; f < 3; ++f) {
+      const auto start = clock_type::now();
+      for (int i = 0; i < kPerRound; ++i) {
+        bool ok = false;
+        if (forms[f] == Form::bare) {
+          ok = tuples_ok(PQexec(conn.c, "SELECT 1"));
+        } else if (forms[f] == Form::scope) {
+          ctoken::postgres::CancelScope scope(conn.c, token);
+          ok = tuples_ok(PQexec(conn.c, "SELECT 1"));
+        } else {
+          ok = tuples_ok(ctoken::postgres::Exec(conn.c, "SELECT 1", token));
+        }
+        if (!ok) {
+          fail(state, "SELECT 1 failed");
+          return;
+        }
+      }
+      per_query[f].push_back(std::chrono::duration<double, std::micro>(clock_type::now() - start).count() / kPerRound);
+    }
+  }
+  const double bare = percentile(per_query[0], 0.5);
+  state.counters["bare_us"] = bare;
+  state.counters["scope_us"] = percentile(per_query[1], 0.5);
+  state.counters["exec_us"] = percentile(per_query[2], 0.5);
+  state.counters["scope_ratio"] = percentile(per_query[1], 0.5) / bare;
+  state.counters["exec_ratio"] = percentile(per_query[2], 0.5) / bare;
 }
 
 void cancel_latency(benchmark::State& state, Form form) {
@@ -219,6 +265,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--samples=", 10) == 0) {
       g_samples = std::max(1, std::atoi(argv[i] + 10));
+      g_rounds = std::max(1, std::min(40, g_samples));
     } else {
       argv[out++] = argv[i];
     }
@@ -242,6 +289,7 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("select1/bare", [](benchmark::State& s) { select1(s, Form::bare); });
   benchmark::RegisterBenchmark("select1/scope", [](benchmark::State& s) { select1(s, Form::scope); });
   benchmark::RegisterBenchmark("select1/exec", [](benchmark::State& s) { select1(s, Form::exec); });
+  benchmark::RegisterBenchmark("select1/interleaved", select1_interleaved)->Iterations(g_rounds);
   benchmark::RegisterBenchmark("cancel_latency/bare", [](benchmark::State& s) { cancel_latency(s, Form::bare); })
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond);
