@@ -33,10 +33,11 @@ namespace postgres {
 ///
 /// The constructor calls PQgetCancel(conn) once; the callback registered on `token` calls
 /// PQcancel on the cancelling thread (libpq makes that safe from any thread). PQcancel opens a
-/// new connection to the server and waits until the server has taken the request, so the
-/// cancelling thread spends about one connection set-up in the callback (under a millisecond on
-/// a Unix socket); the blocked PQexec then returns after the server's answer. For the caller's
-/// thread back at once, use Exec / ExecParams / ConnectParams below.
+/// new connection to the server and waits until the server has closed it (PostgreSQL up to 16
+/// forks a process per cancel request), so the cancelling thread spends milliseconds in the
+/// callback (see docs/performance.md), and the destructor may wait for that; the blocked PQexec
+/// returns after the server's answer. Where the thread that cancels must not wait for a server,
+/// use Exec / ExecParams / ConnectParams below.
 ///
 /// A token already cancelled at construction: a cancel request reaches only a query that is
 /// running, and the query starts after the constructor. So the constructor starts one helper
@@ -212,10 +213,11 @@ done:
 /// request (PQgetCancel + PQcancel, from this thread), resends it after 20, 40, 80 ... ms (at
 /// most every second) while the query still runs, and collects the results. The query then
 /// fails with SQLSTATE 57014 (query_canceled) — or returns its normal result if it finished on
-/// the server before the request arrived. On a Unix socket that is about a millisecond after
-/// Cancel(). A token already cancelled on entry: the query is sent and cancelled right after it,
-/// so it does not run to its end, and the result is a real server result as always (check the
-/// token first to not send anything). Inside a transaction block a cancelled query aborts the
+/// the server before the request arrived. Exec returns once its PQcancel has returned too (so no
+/// request of its own is in flight): milliseconds after Cancel(), the time PQcancel takes (see
+/// docs/performance.md), while Cancel() itself costs one eventfd write. A token already cancelled on entry: the query
+/// is sent and cancelled right after it, so it does not run to its end, and the result is a real server result as
+/// always (check the token first to not send anything). Inside a transaction block a cancelled query aborts the
 /// transaction (PQtransactionStatus is PQTRANS_INERROR): ROLLBACK follows as after any error.
 ///
 /// Returns what PQexec returns: the last result (PQclear it), or nullptr if the command could
