@@ -30,33 +30,22 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "curl_loopback.hpp"
+#include "latency_support.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Set when a row reports an error, so the smoke test fails instead of passing quietly (Google
-// Benchmark exits 0 after SkipWithError).
-bool g_failed = false;
-void fail(benchmark::State& state, const char* why) {
-  g_failed = true;
-  state.SkipWithError(why);
-}
 using curl_test::behaviour;
+using latency_support::fail;
+using latency_support::percentile;
 int g_samples = 200;
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 size_t discard(char*, size_t size, size_t count, void*) { return size * count; }
 size_t zeros(char* buffer, size_t size, size_t count, void*) {
@@ -184,27 +173,14 @@ void cancel_latency(benchmark::State& state, phase which) {
       samples_us.push_back(std::chrono::duration<double, std::micro>(returned - at).count());
     }
   }
-  if (!samples_us.empty()) {
-    state.counters["p50_us"] = percentile(samples_us, 0.50);
-    state.counters["p99_us"] = percentile(samples_us, 0.99);
-    state.counters["max_us"] = percentile(samples_us, 1.0);
-    state.counters["samples"] = static_cast<double>(samples_us.size());
-  }
+  latency_support::set_latency_counters(state, samples_us);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   // Our own flag first (Google Benchmark rejects flags it does not know).
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--samples=", 10) == 0) {
-      g_samples = std::max(1, std::atoi(argv[i] + 10));
-    } else {
-      argv[out++] = argv[i];
-    }
-  }
-  argc = out;
+  latency_support::take_samples_flag(argc, argv, g_samples);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
@@ -233,5 +209,5 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   ctoken::curl::ReleaseThreadResources();
   curl_global_cleanup();
-  return g_failed ? 1 : 0;
+  return latency_support::exit_code();
 }

@@ -40,16 +40,14 @@
 #include <thread>
 #include <vector>
 
+#include "latency_support.hpp"
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Set when a row reports an error, so the smoke test fails instead of passing quietly.
-bool g_failed = false;
-void fail(benchmark::State& state, const char* why) {
-  g_failed = true;
-  state.SkipWithError(why);
-}
+using latency_support::fail;
+using latency_support::percentile;
 int g_samples = 50;
 int g_rounds = 40;  // of select1/interleaved
 std::string g_conninfo;
@@ -114,12 +112,6 @@ bool tuples_ok(PGresult* r) {
 }
 
 enum class Form { bare, scope, exec };
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 void select1(benchmark::State& state, Form form) {
   Conn conn;
@@ -246,12 +238,7 @@ void cancel_latency(benchmark::State& state, Form form) {
       }
     }
   }
-  if (!samples_us.empty()) {
-    state.counters["p50_us"] = percentile(samples_us, 0.50);
-    state.counters["p99_us"] = percentile(samples_us, 0.99);
-    state.counters["max_us"] = percentile(samples_us, 1.0);
-    state.counters["samples"] = static_cast<double>(samples_us.size());
-  }
+  latency_support::set_latency_counters(state, samples_us);
   if (!settled_us.empty()) {
     state.counters["settled_p50_us"] = percentile(settled_us, 0.50);
     state.counters["settled_p99_us"] = percentile(settled_us, 0.99);
@@ -261,16 +248,10 @@ void cancel_latency(benchmark::State& state, Form form) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--samples=", 10) == 0) {
-      g_samples = std::max(1, std::atoi(argv[i] + 10));
-      g_rounds = std::max(1, std::min(40, g_samples));
-    } else {
-      argv[out++] = argv[i];
-    }
+  // Our own flag first (Google Benchmark rejects flags it does not know).
+  if (latency_support::take_samples_flag(argc, argv, g_samples)) {
+    g_rounds = std::max(1, std::min(40, g_samples));
   }
-  argc = out;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
@@ -302,5 +283,5 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   delete server;
-  return g_failed ? 1 : 0;
+  return latency_support::exit_code();
 }

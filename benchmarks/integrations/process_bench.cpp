@@ -22,11 +22,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "latency_support.hpp"
 
 extern "C" char** environ;
 
@@ -34,13 +34,8 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Set when a row reports an error, so the smoke test fails instead of passing quietly (Google
-// Benchmark exits 0 after SkipWithError).
-bool g_failed = false;
-void fail(benchmark::State& state, const char* why) {
-  g_failed = true;
-  state.SkipWithError(why);
-}
+using latency_support::fail;
+using latency_support::percentile;
 namespace proc = ctoken::process;
 int g_samples = 100;
 
@@ -81,12 +76,6 @@ void spawn_wait_ctoken(benchmark::State& state) {
       break;
     }
   }
-}
-
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
 }
 
 // Both in alternating rounds of 20 children, so that load drifting on a shared machine hits
@@ -155,27 +144,14 @@ void cancel_reaped(benchmark::State& state, how which) {
     }
   }
   proc::detail::pidfd_disabled() = false;
-  if (!samples_us.empty()) {
-    state.counters["p50_us"] = percentile(samples_us, 0.50);
-    state.counters["p99_us"] = percentile(samples_us, 0.99);
-    state.counters["max_us"] = percentile(samples_us, 1.0);
-    state.counters["samples"] = static_cast<double>(samples_us.size());
-  }
+  latency_support::set_latency_counters(state, samples_us);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   // Our own flag first (Google Benchmark rejects flags it does not know).
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--samples=", 10) == 0) {
-      g_samples = std::max(1, std::atoi(argv[i] + 10));
-    } else {
-      argv[out++] = argv[i];
-    }
-  }
-  argc = out;
+  latency_support::take_samples_flag(argc, argv, g_samples);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RegisterBenchmark("spawn_wait/bare", spawn_wait_bare)->Unit(benchmark::kMicrosecond);
@@ -196,5 +172,5 @@ int main(int argc, char** argv) {
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  return g_failed ? 1 : 0;
+  return latency_support::exit_code();
 }

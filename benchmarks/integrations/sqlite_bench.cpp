@@ -19,26 +19,22 @@
 #include <benchmark/benchmark.h>
 #include <sqlite3.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "latency_support.hpp"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Set when a row reports an error, so the smoke test fails instead of passing quietly.
-bool g_failed = false;
-void fail(benchmark::State& state, const char* why) {
-  g_failed = true;
-  state.SkipWithError(why);
-}
+using latency_support::fail;
+using latency_support::percentile;
 int g_samples = 200;
 
 struct Db {
@@ -96,12 +92,6 @@ void statement_row(benchmark::State& state, const std::string& sql, int check_in
   sqlite3_finalize(stmt);
 }
 
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
-
 // with_scope false: the bare floor, another thread calling sqlite3_interrupt itself.
 void cancel_latency(benchmark::State& state, bool with_scope) {
   Db db;
@@ -146,27 +136,14 @@ void cancel_latency(benchmark::State& state, bool with_scope) {
     }
   }
   sqlite3_finalize(stmt);
-  if (!samples_us.empty()) {
-    state.counters["p50_us"] = percentile(samples_us, 0.50);
-    state.counters["p99_us"] = percentile(samples_us, 0.99);
-    state.counters["max_us"] = percentile(samples_us, 1.0);
-    state.counters["samples"] = static_cast<double>(samples_us.size());
-  }
+  latency_support::set_latency_counters(state, samples_us);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   // Our own flag first (Google Benchmark rejects flags it does not know).
-  int out = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--samples=", 10) == 0) {
-      g_samples = std::max(1, std::atoi(argv[i] + 10));
-    } else {
-      argv[out++] = argv[i];
-    }
-  }
-  argc = out;
+  latency_support::take_samples_flag(argc, argv, g_samples);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   const struct {
@@ -190,5 +167,5 @@ int main(int argc, char** argv) {
       ->Unit(benchmark::kMillisecond);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  return g_failed ? 1 : 0;
+  return latency_support::exit_code();
 }
