@@ -1,7 +1,7 @@
 // <ctoken/grpc.hpp> against bare gRPC, in one binary (Google Benchmark): how long cancellation
 // takes to cross each hop of client -> A -> B on 127.0.0.1.
 //
-//   ctoken_bench_grpc [--samples N] [benchmark flags]
+//   ctoken_bench_grpc [--samples=N] [benchmark flags]
 //
 // Two rows, each over N calls (--samples, default 300), one call in flight at a time: the client
 // starts a call whose work at B would take a minute, waits until B has it, and cancels.

@@ -3,7 +3,7 @@
 // socket in a temporary directory, no TCP; stopped and removed at the end), or on the server
 // named by the environment variable CTOKEN_PG_CONNINFO.
 //
-//   ctoken_bench_postgres [--samples N] [benchmark flags]
+//   ctoken_bench_postgres [--samples=N] [benchmark flags]
 //
 // Rows (the token never cancelled), each against "select1/bare" = PQexec("SELECT 1"):
 //   select1/scope   a CancelScope made and destroyed around the PQexec

@@ -1,6 +1,6 @@
 // <ctoken/sqlite.hpp> against the bare SQLite calls, in one binary (Google Benchmark).
 //
-//   ctoken_bench_sqlite [--samples N] [benchmark flags]
+//   ctoken_bench_sqlite [--samples=N] [benchmark flags]
 //
 // Rows, each "<statement>/bare" next to "<statement>/scope" (the same statement with an
 // InterruptScope made and destroyed around it, the token never cancelled):
